@@ -1,0 +1,140 @@
+"""``licfpga`` command line: compress, decompress, info, train, eval, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+DEFAULT_MODEL = "mean-scale-0.013"
+
+
+def _cmd_compress(a) -> None:
+    from .codec import Codec
+
+    codec = Codec.load(a.model, tile=a.tile, progress=True)
+    n, (h, w) = codec.compress_file(a.input, a.output)
+    print(f"{a.input} -> {a.output}: {n} bytes, {8 * n / (h * w):.4f} bpp, "
+          f"{codec.timing.encode_ms:.0f} ms ({codec.name})")
+
+
+def _cmd_decompress(a) -> None:
+    from .codec import Codec, codec_for_file, read_lic
+
+    data = read_lic(a.input)
+    codec = Codec.load(a.model, progress=True) if a.model else codec_for_file(data, progress=True)
+    rgb, layout = codec.decode(data)
+    from .images import save_image
+
+    save_image(rgb, a.output, layout)
+    print(f"{a.input} -> {a.output}: {rgb.shape[1]}x{rgb.shape[0]} {layout}, "
+          f"{codec.timing.decode_ms:.0f} ms ({codec.name})")
+
+
+def _cmd_info(a) -> None:
+    from .codec import read_lic
+    from .container import unpack
+
+    f = unpack(read_lic(a.input))
+    payload = sum(len(p) for t in f.tiles for p in t.payloads)
+    print(f"model    {f.model_id}\nweights  {f.weights_hash.hex()}\nsize     {f.width}x{f.height} "
+          f"({'gray' if f.layout else 'rgb'})\ntiles    {len(f.tiles)} of {f.tile} px, {f.groups} payload groups\n"
+          f"payload  {payload} bytes, {8 * payload / (f.width * f.height):.4f} bpp")
+
+
+def _cmd_train(a, rest) -> None:
+    from licfpga.model.train import main
+
+    main(rest)
+
+
+def _cmd_eval(a) -> None:
+    from .evaluate import main
+
+    main(a)
+
+
+def _cmd_demo(a) -> None:
+    from .demo import main
+
+    main(a)
+
+
+def _cmd_bench(a) -> None:
+    from .bench import main
+
+    main(a)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="licfpga", description="Learned image compression toward FPGA codecs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compress", help="image -> .lic")
+    c.add_argument("input")
+    c.add_argument("output")
+    c.add_argument("--model", default=DEFAULT_MODEL, help="shipped checkpoint name or a .pt path")
+    c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")
+    c.set_defaults(fn=_cmd_compress)
+
+    d = sub.add_parser("decompress", help=".lic -> PNG")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--model", default=None, help="default: the shipped checkpoint named by the file")
+    d.set_defaults(fn=_cmd_decompress)
+
+    i = sub.add_parser("info", help="print a .lic file's header")
+    i.add_argument("input")
+    i.set_defaults(fn=_cmd_info)
+
+    sub.add_parser("train", help="RD training (see `licfpga train --help`)", add_help=False).set_defaults(
+        fn=_cmd_train, passthrough=True)
+
+    e = sub.add_parser("eval", help="RD evaluation against classical codecs")
+    e.add_argument("--data", default="../shared/data/kodak")
+    e.add_argument("--models", nargs="+", default=None, help="checkpoints (default: all shipped)")
+    e.add_argument("--codecs", nargs="*", default=None, help="classical codecs (default: all available)")
+    e.add_argument("--anchor", nargs="+", default=["jpeg", "heif"], help="BD-rate anchors")
+    e.add_argument("--limit", type=int, default=None, help="first N images only")
+    e.add_argument("--out", default="results/eval")
+    e.set_defaults(fn=_cmd_eval)
+
+    m = sub.add_parser("demo", help="compress the shipped samples, compare with JPEG, plot RD")
+    m.add_argument("--out", default="demo_out")
+    m.add_argument("--model", default=DEFAULT_MODEL)
+    m.set_defaults(fn=_cmd_demo)
+
+    b = sub.add_parser("bench", help="encode/decode time: our codec vs CompressAI's ScaleHyperprior")
+    b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--size", type=int, nargs=2, default=[512, 768], metavar=("H", "W"))
+    b.set_defaults(fn=_cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    # CompressAI calls torch.jit.script at import time, which warns on every run
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from licfpga.model.checkpoint import CheckpointError
+
+    from .container import ContainerError
+    from .images import ImagePolicyError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        _cmd_train(None, argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (ContainerError, ImagePolicyError, CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"licfpga {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

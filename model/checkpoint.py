@@ -1,0 +1,94 @@
+"""Checkpoints: what a model is (architecture + widths) travels with its weights.
+
+A checkpoint is a ``torch.save`` dict::
+
+    {"format": "licfpga-ckpt/1", "arch": "mean-scale", "kwargs": {"N": 64, "M": 96},
+     "state_dict": {...}, "meta": {"lambda": 0.013, "metric": "mse", "step": 6000, ...}}
+
+Training checkpoints also hold optimizer/scheduler state for ``--resume``; shipped ones
+are stripped and carry the entropy coder's CDF tables (``model.update()`` done).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from .zoo import build_model
+
+FORMAT = "licfpga-ckpt/1"
+SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable, or not one of ours."""
+
+
+def save_checkpoint(path, model, arch: str, kwargs: dict, meta: dict | None = None, **extra) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, "arch": arch, "kwargs": dict(kwargs),
+             "state_dict": model.state_dict(), "meta": dict(meta or {}), **extra}
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
+
+
+def read_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a licfpga checkpoint (format {FORMAT})")
+    return state
+
+
+def load_model(path, update: bool = True):
+    """Return ``(model, checkpoint_dict)`` in eval mode with entropy-coder tables ready."""
+    state = read_checkpoint(path)
+    model = build_model(state["arch"], **state["kwargs"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
+    model.eval()
+    if update:
+        model.update(force=False)
+    return model, state
+
+
+def model_id(state: dict) -> str:
+    """Human-readable model identifier stored in every compressed file."""
+    return state["arch"] + json.dumps(state["kwargs"], sort_keys=True, separators=(",", ":"))
+
+
+def weights_hash(model: torch.nn.Module) -> bytes:
+    """SHA-256 over every tensor of the state dict (names, dtypes, shapes, bytes), including
+    the entropy coder's CDF tables: a decoder with different weights or tables than the
+    encoder would silently decode garbage, so files record this and decoders check it."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.digest()
+
+
+def shipped_checkpoints() -> list[Path]:
+    return sorted(SHIPPED_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint(name_or_path) -> Path:
+    """Accept a path, or the stem of a shipped checkpoint (e.g. ``mean-scale-q3``)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = SHIPPED_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(c.stem for c in shipped_checkpoints()) or "none"
+    raise CheckpointError(f"no checkpoint {name_or_path!r} (a file path, or a shipped one: {names})")

@@ -1,0 +1,268 @@
+"""Rate-distortion training on the CPU, single process or under ``torchrun`` (DDP, gloo).
+
+Loss: ``lambda * 255^2 * MSE + bpp`` (or ``lambda * (1 - MS-SSIM) + bpp``), plus the
+auxiliary loss that fits the entropy bottleneck's quantiles, on its own optimizer.
+Each rank draws its own random crops (different seed), so no sampler is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from pytorch_msssim import ms_ssim
+from tqdm import tqdm
+
+from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .zoo import MODELS, build_model
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+
+
+def list_images(root) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    return files
+
+
+class RandomCrops:
+    """Random ``patch`` crops with flips from a folder of photos, held in memory.
+
+    Each crop is taken at a random scale in ``[min_scale, 1]`` (a larger window resized
+    down), which washes out JPEG block artefacts of the training photos."""
+
+    def __init__(self, root, patch: int = 128, min_scale: float = 0.5, seed: int = 0):
+        self.patch, self.min_scale = patch, min_scale
+        self.images = []
+        for p in list_images(root):
+            img = Image.open(p).convert("RGB")
+            if min(img.size) >= patch:
+                self.images.append(img)
+        if not self.images:
+            raise ValueError(f"no image in {root} is at least {patch} px on its short side")
+        self.rng = random.Random(seed)
+
+    def sample(self) -> np.ndarray:
+        img = self.rng.choice(self.images)
+        w, h = img.size
+        s = self.rng.uniform(max(self.min_scale, self.patch / min(w, h)), 1.0)
+        win = min(int(round(self.patch / s)), w, h)
+        x0, y0 = self.rng.randrange(w - win + 1), self.rng.randrange(h - win + 1)
+        crop = img.crop((x0, y0, x0 + win, y0 + win))
+        if win != self.patch:
+            crop = crop.resize((self.patch, self.patch), Image.BICUBIC)
+        a = np.asarray(crop)
+        if self.rng.random() < 0.5:
+            a = a[:, ::-1]
+        if self.rng.random() < 0.5:
+            a = a[::-1]
+        return a
+
+    def batch(self, n: int) -> torch.Tensor:
+        a = np.stack([self.sample() for _ in range(n)])
+        return torch.from_numpy(a.copy()).permute(0, 3, 1, 2).float().div_(255)
+
+
+def center_crops(root, size: int, limit: int) -> torch.Tensor:
+    """Deterministic validation batch: center crops of the first ``limit`` images."""
+    crops = []
+    for p in list_images(root)[:limit]:
+        img = Image.open(p).convert("RGB")
+        w, h = img.size
+        c = min(size, w, h) // 64 * 64
+        x0, y0 = (w - c) // 2, (h - c) // 2
+        crops.append(torch.from_numpy(np.asarray(img.crop((x0, y0, x0 + c, y0 + c))).copy()))
+    c = min(t.shape[0] for t in crops)
+    return torch.stack([t[:c, :c] for t in crops]).permute(0, 3, 1, 2).float().div_(255)
+
+
+def bpp_of(likelihoods: dict, num_pixels: int) -> torch.Tensor:
+    return sum(torch.log(l).sum() for l in likelihoods.values()) / (-math.log(2) * num_pixels)
+
+
+def rd_loss(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> dict:
+    n, _, h, w = x.shape
+    bpp = bpp_of(out["likelihoods"], n * h * w)
+    mse = F.mse_loss(out["x_hat"], x)
+    if metric == "mse":
+        distortion = 255**2 * mse
+    else:  # ms-ssim needs >= 161 px crops at its 5 scales; clamp keeps it defined early on
+        distortion = 1 - ms_ssim(out["x_hat"].clamp(0, 1), x, data_range=1.0)
+    return {"loss": lmbda * distortion + bpp, "bpp": bpp, "mse": mse}
+
+
+def lr_at(step: int, total: int, lr: float, decay_at: float) -> float:
+    """Constant learning rate, then x0.1 for the last ``1 - decay_at`` of the steps."""
+    return lr if step < decay_at * total else lr * 0.1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="licfpga train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="mean-scale", choices=sorted(MODELS))
+    p.add_argument("--N", type=int, default=64)
+    p.add_argument("--M", type=int, default=96)
+    p.add_argument("--slices", type=int, default=None, help="channel-wise models only")
+    p.add_argument("--gdn", default="gdn", choices=["gdn", "simplified"])
+    p.add_argument("--lambda", dest="lmbda", type=float, default=0.013)
+    p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
+    p.add_argument("--data", default="../shared/data/train")
+    p.add_argument("--val-data", default="../shared/data/kodak")
+    p.add_argument("--val-images", type=int, default=8)
+    p.add_argument("--val-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=8, help="per process")
+    p.add_argument("--patch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-decay-at", type=float, default=0.85)
+    p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--out", default="runs/default")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (e.g. another lambda)")
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    return p.parse_args(argv)
+
+
+def model_kwargs(args) -> dict:
+    kw = {"N": args.N, "M": args.M, "gdn": args.gdn}
+    if args.slices is not None:
+        kw["slices"] = args.slices
+    return kw
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    if distributed:
+        dist.init_process_group("gloo")
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif distributed:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    torch.manual_seed(args.seed)  # same init on every rank; DDP also broadcasts it
+
+    out = Path(args.out)
+    last = out / "last.pt"
+    kwargs = model_kwargs(args)
+    net = build_model(args.arch, **kwargs)
+    start = 0
+    resume_state = None
+    if args.resume and last.is_file():
+        resume_state = read_checkpoint(last)
+        if resume_state["arch"] != args.arch or resume_state["kwargs"] != kwargs:
+            raise SystemExit(f"{last} holds {resume_state['arch']} {resume_state['kwargs']}, "
+                             f"not {args.arch} {kwargs}: use another --out")
+        net.load_state_dict(resume_state["state_dict"])
+        start = resume_state["meta"]["step"]
+    elif args.init:
+        init_model, init_state = load_model(args.init, update=False)
+        if init_state["arch"] != args.arch or init_state["kwargs"] != kwargs:
+            raise SystemExit(f"--init {args.init} is {init_state['arch']} {init_state['kwargs']}, not {args.arch} {kwargs}")
+        net.load_state_dict(init_model.state_dict())
+
+    # The entropy bottleneck's quantiles are trained by the data-independent aux loss on
+    # their own optimizer: every rank computes the same aux gradient from the same
+    # initial values, so DDP must not all-reduce them (it would also see them "unused").
+    aux_names = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
+    params = [p for n, p in net.named_parameters() if n not in aux_names]
+    aux_params = [p for n, p in net.named_parameters() if n in aux_names]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=args.aux_lr)
+    if resume_state is not None:
+        opt.load_state_dict(resume_state["optimizer"])
+        aux_opt.load_state_dict(resume_state["aux_optimizer"])
+    model = net
+    if distributed:
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(net, list(aux_names))
+        model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
+
+    crops = RandomCrops(args.data, args.patch, seed=args.seed * 1000 + rank + start)
+    val = center_crops(args.val_data, args.val_size, args.val_images) if rank == 0 and args.val_images else None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        new_log = not (out / "log.csv").exists() or start == 0
+        logf = open(out / "log.csv", "w" if new_log else "a", newline="")
+        log = csv.writer(logf)
+        if new_log:
+            log.writerow(["step", "split", "loss", "bpp", "psnr", "aux", "lr", "seconds"])
+    meta = {"lambda": args.lmbda, "metric": args.metric, "data": str(args.data), "world": world,
+            "batch": args.batch, "patch": args.patch}
+
+    def checkpoint(step: int) -> None:
+        if rank == 0:
+            save_checkpoint(last, net, args.arch, kwargs, {**meta, "step": step},
+                            optimizer=opt.state_dict(), aux_optimizer=aux_opt.state_dict())
+
+    t0 = time.time()
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0,
+               desc=f"train {args.arch} λ={args.lmbda}", unit="step")
+    for step in bar:
+        lr = lr_at(step, args.steps, args.lr, args.lr_decay_at)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        net.train()
+        x = crops.batch(args.batch)
+        res = rd_loss(model(x), x, args.lmbda, args.metric)
+        opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        if args.clip:
+            torch.nn.utils.clip_grad_norm_(params, args.clip)
+        opt.step()
+        aux = net.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+        if rank == 0:
+            psnr = -10 * math.log10(max(res["mse"].item(), 1e-10))
+            bar.set_postfix(loss=f"{res['loss'].item():.3f}", bpp=f"{res['bpp'].item():.3f}", psnr=f"{psnr:.2f}")
+            if step % 50 == 0:
+                log.writerow([step, "train", res["loss"].item(), res["bpp"].item(), psnr, aux.item(), lr,
+                              round(time.time() - t0, 1)])
+                logf.flush()
+            if val is not None and ((step + 1) % args.val_every == 0 or step + 1 == args.steps):
+                net.eval()
+                with torch.no_grad():
+                    v = rd_loss(net(val), val, args.lmbda, args.metric)
+                vpsnr = -10 * math.log10(v["mse"].item())
+                log.writerow([step + 1, "val", v["loss"].item(), v["bpp"].item(), vpsnr, aux.item(), lr,
+                              round(time.time() - t0, 1)])
+                logf.flush()
+                tqdm.write(f"step {step + 1}: val loss {v['loss'].item():.4f} bpp {v['bpp'].item():.4f} "
+                           f"PSNR {vpsnr:.2f} dB")
+        if (step + 1) % args.ckpt_every == 0:
+            checkpoint(step + 1)
+    checkpoint(args.steps)
+    final = out / "final.pt"
+    if rank == 0:
+        net.eval()
+        net.update(force=True)
+        save_checkpoint(final, net, args.arch, kwargs, {**meta, "step": args.steps})
+        logf.close()
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+if __name__ == "__main__":
+    main()

