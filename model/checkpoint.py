@@ -78,6 +78,25 @@ def weights_hash(model: torch.nn.Module) -> bytes:
     return h.digest()
 
 
+_KEEP_FP32 = ("gamma", "beta", "quantiles", "entropy_bottleneck", "gaussian_conditional")
+
+
+def export_shipped(src, name: str, dst_dir=SHIPPED_DIR) -> Path:
+    """Write a training run's final checkpoint as a shipped one: entropy-coder tables
+    included, no optimizer state, and convolution weights stored as float16 (halves the
+    repository size; loading casts back to float32, and every RD figure we report is
+    measured on the loaded float16-rounded weights). GDN and entropy-model parameters
+    stay float32: their small values feed square roots and CDF tables."""
+    model, state = load_model(src)
+    sd = {k: (v.half() if v.is_floating_point() and v.numel() > 1024 and not any(s in k for s in _KEEP_FP32)
+              else v) for k, v in model.state_dict().items()}
+    dst = Path(dst_dir) / f"{name}.pt"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, "arch": state["arch"], "kwargs": state["kwargs"], "state_dict": sd,
+                "meta": {**state["meta"], "name": name, "source": str(src)}}, dst)
+    return dst
+
+
 def shipped_checkpoints() -> list[Path]:
     return sorted(SHIPPED_DIR.glob("*.pt"))
 

@@ -110,6 +110,16 @@ def lr_at(step: int, total: int, lr: float, decay_at: float) -> float:
     return lr if step < decay_at * total else lr * 0.1
 
 
+def _check_ranks_agree(net: torch.nn.Module) -> None:
+    """All ranks must hold the same weights (DDP syncs gradients; the aux-trained
+    quantiles stay equal because their loss is data-independent). Fail loudly if not."""
+    sums = torch.stack([p.detach().double().sum() for p in net.parameters()])
+    gathered = [torch.empty_like(sums) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, sums)
+    if not all(torch.equal(g, gathered[0]) for g in gathered):
+        raise RuntimeError("DDP ranks diverged: parameters differ between processes")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="licfpga train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -251,6 +261,8 @@ def main(argv=None) -> Path:
                            f"PSNR {vpsnr:.2f} dB")
         if (step + 1) % args.ckpt_every == 0:
             checkpoint(step + 1)
+    if distributed:
+        _check_ranks_agree(net)
     checkpoint(args.steps)
     final = out / "final.pt"
     if rank == 0:
