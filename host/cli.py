@@ -67,6 +67,12 @@ def _cmd_bench(a) -> None:
     main(a)
 
 
+def _cmd_analyze(a, rest) -> None:
+    from licfpga.model.analyze import main
+
+    main(rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="licfpga", description="Learned image compression toward FPGA codecs.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -88,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("input")
     i.set_defaults(fn=_cmd_info)
 
-    sub.add_parser("train", help="RD training (see `licfpga train --help`)", add_help=False).set_defaults(
-        fn=_cmd_train, passthrough=True)
+    sub.add_parser("train", help="RD training (see `licfpga train --help`)", add_help=False)
+    sub.add_parser("analyze", help="FPGA-suitability report of the zoo (see `licfpga analyze --help`)",
+                   add_help=False)
 
     e = sub.add_parser("eval", help="RD evaluation against classical codecs")
     e.add_argument("--data", default="../shared/data/kodak")
@@ -121,8 +128,9 @@ def main(argv=None) -> int:
     from .images import ImagePolicyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"]:
-        _cmd_train(None, argv[1:])
+    passthrough = {"train": _cmd_train, "analyze": _cmd_analyze}  # these parse their own options
+    if argv[:1] and argv[0] in passthrough:
+        passthrough[argv[0]](None, argv[1:])
         return 0
     args = build_parser().parse_args(argv)
     try:
