@@ -6,8 +6,10 @@ GDN variants are chosen by name so that one width/variant knob reaches every mod
 * ``"simplified"``  -- simplified GDN (Johnston et al. 2019): |x| instead of x², no square
                       root, CompressAI's ``GDN1``. Cheaper in hardware: no multiplier for the
                       square and no (r)sqrt unit.
-* ``"fixed"``       -- slot for the 32-bit fixed-point GDN filled by the quantization work
-                      (issue 3); asking for it today raises a clear error.
+* ``"fixed"``       -- hardware GDN: float parameters as CompressAI's GDN for training, and in
+                      eval mode the bit-exact 32-bit fixed-point normalisation of the RTL
+                      kernel (``licfpga.model.fixed_gdn``, golden ``licfpga.model.golden.gdn``,
+                      kernel ``hls/gdn/gdn_axis.sv``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ def make_gdn(channels: int, variant: str = "gdn", inverse: bool = False) -> nn.M
     if variant == "simplified":
         return GDN1(channels, inverse=inverse)
     if variant == "fixed":
-        raise NotImplementedError(
-            "the 32-bit fixed-point GDN is not built yet (quantization issue); "
-            f"choose one of {GDN_VARIANTS[:2]}"
-        )
+        from .fixed_gdn import FixedPointGDN
+
+        return FixedPointGDN(channels, inverse=inverse)
     raise ValueError(f"unknown GDN variant {variant!r}; choose one of {GDN_VARIANTS}")
 
 

@@ -127,7 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--N", type=int, default=64)
     p.add_argument("--M", type=int, default=96)
     p.add_argument("--slices", type=int, default=None, help="channel-wise models only")
-    p.add_argument("--gdn", default="gdn", choices=["gdn", "simplified"])
+    p.add_argument("--gdn", default="gdn", choices=["gdn", "simplified", "fixed"])
     p.add_argument("--lambda", dest="lmbda", type=float, default=0.013)
     p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
     p.add_argument("--data", default="../shared/data/train")

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def natural_image(size: int = 192) -> np.ndarray:
-    """A ``size`` x ``size`` crop of a real photo: a shipped sample if any, else Kodak 23."""
-    samples = sorted((ROOT / "host" / "samples").glob("*.png"))
+    """A ``size`` x ``size`` crop of a real photo: shipped sample (kodim23 first), else Kodak 23."""
+    samples = sorted((ROOT / "host" / "samples").glob("*.png"), key=lambda p: p.name != "kodim23.png")
     src = samples[0] if samples else ROOT.parent / "shared" / "data" / "kodak" / "kodim23.png"
     with Image.open(src) as im:
         arr = np.asarray(im.convert("RGB"))

@@ -85,3 +85,22 @@ def test_simplified_gdn_uses_abs_without_sqrt():
     beta, gamma = g.beta_reparam(g.beta), g.gamma_reparam(g.gamma)
     expected = x[0, :, 0, 0] / (beta + gamma @ x[0, :, 0, 0].abs())
     assert torch.allclose(g(x)[0, :, 0, 0], expected, atol=1e-6)
+
+
+def test_fixed_point_gdn_variant_round_trips():
+    """gdn="fixed" puts the hardware GDN (bit-exact integer normalisation in eval mode) in
+    every GDN slot; the entropy-coded path must still reproduce forward's latents."""
+    from licfpga.model.fixed_gdn import FixedPointGDN
+
+    model = build_model("mean-scale", N=16, M=24, gdn="fixed").eval()
+    assert sum(isinstance(m, FixedPointGDN) for m in model.modules()) == 6
+    model.update(force=True)
+    x = torch.rand(1, 3, 64, 64)
+    seen, handle = _capture_gs_input(model)
+    with torch.no_grad():
+        fwd = model(x)
+        enc = model.compress(x)
+        dec = model.decompress(enc["strings"], enc["shape"])
+    handle.remove()
+    assert torch.equal(seen[0], seen[1])
+    assert torch.allclose(fwd["x_hat"].clamp(0, 1), dec["x_hat"], atol=1e-5)

@@ -77,12 +77,10 @@ module gdn_axis #(
     logic [PE*GAMMA_BITS-1:0] gamma_rom [0:ROM_D-1];
     logic [ACC_BITS-1:0]      beta_rom  [0:C-1];
     logic [7:0]               shift_rom [0:C-1];
-    logic [16:0]              lut_rom   [0:63];
     initial begin
         $readmemh(GAMMA_FILE, gamma_rom);
         $readmemh(BETA_FILE, beta_rom);
         $readmemh(SHIFT_FILE, shift_rom);
-        $readmemh(LUT_FILE, lut_rom);
     end
 
     // ---------------------------------------------------------------- A: input pixel buffer
@@ -260,88 +258,31 @@ module gdn_axis #(
     wire  [ACC_BITS-1:0] m_2  = acc_2 << e_2;          // low A-18 bits truncated (spec)
     /* verilator lint_on UNUSEDSIGNAL */
     logic [MH-1:0]       mh_3;
-    logic [6:0]          eh_3;                  // e/2 (GDN) or e (simplified)
-    logic signed [7:0]   q_3, sb_3;
+    logic signed [9:0]   sh_3;                  // raw output shift SB -/+ eh, eh = e/2 or e
+    logic signed [7:0]   q_3;
+    wire  [6:0]          eh_2 = SIMP ? e_2 : {1'b0, e_2[6:1]};
     always_ff @(posedge clk) begin
         mh_3 <= m_2[ACC_BITS-1 -: MH];
-        eh_3 <= SIMP ? e_2 : {1'b0, e_2[6:1]};
-        q_3 <= q_2; sb_3 <= sb_2;
+        sh_3 <= INV ? 10'(sb_2) + 10'(eh_2) : 10'(sb_2) - 10'(eh_2);
+        q_3  <= q_2;
     end
-    // P4: seed r0 = LUT[mh >> 12] (u17)
-    logic [16:0]         r0_4;
-    logic [MH-1:0]       mh_4;
-    logic [6:0]          eh_4;
-    logic signed [7:0]   q_4, sb_4;
-    always_ff @(posedge clk) begin
-        r0_4 <= lut_rom[mh_3[MH-1 -: 6]];
-        mh_4 <= mh_3; eh_4 <= eh_3; q_4 <= q_3; sb_4 <= sb_3;
-    end
-    // P5: GDN: r0*r0 (u34); simplified: mh*r0 (u35)
-    logic [35:0]         pa_5;
-    logic [16:0]         r0_5;
-    logic [MH-1:0]       mh_5;
-    logic [6:0]          eh_5;
-    logic signed [7:0]   q_5, sb_5;
-    always_ff @(posedge clk) begin
-        pa_5 <= SIMP ? 36'(mh_4) * 36'(r0_4) : 36'(r0_4) * 36'(r0_4);
-        r0_5 <= r0_4; mh_5 <= mh_4; eh_5 <= eh_4; q_5 <= q_4; sb_5 <= sb_4;
-    end
-    // P6: GDN: r0sq = (r0*r0 + 2^15) >> 16 (u18), mh*r0sq (u36); simplified: pass
-    wire  [17:0]         r0sq_5 = 18'((pa_5 + 36'd32768) >> 16);
-    logic [35:0]         pb_6;
-    logic [16:0]         r0_6;
-    logic [MH-1:0]       mh_6;
-    logic [6:0]          eh_6;
-    logic signed [7:0]   q_6, sb_6;
-    always_ff @(posedge clk) begin
-        pb_6 <= SIMP ? pa_5 : 36'(mh_5) * 36'(r0sq_5);
-        r0_6 <= r0_5; mh_6 <= mh_5; eh_6 <= eh_5; q_6 <= q_5; sb_6 <= sb_5;
-    end
-    // P7: th = (pb + 2^17) >> 18 (u18); d = 3*2^16 - th (GDN) or 2^17 - th (simplified)
-    wire  [17:0]         th_6 = 18'((pb_6 + 36'd131072) >> 18);
-    logic [17:0]         d_7;
-    logic [16:0]         r0_7;
-    logic [MH-1:0]       mh_7;
-    logic [6:0]          eh_7;
-    logic signed [7:0]   q_7, sb_7;
-    always_ff @(posedge clk) begin
-        d_7 <= (SIMP ? 18'd131072 : 18'd196608) - th_6;
-        r0_7 <= r0_6; mh_7 <= mh_6; eh_7 <= eh_6; q_7 <= q_6; sb_7 <= sb_6;
-    end
-    // P8: r0*d (u35)
-    logic [35:0]         pd_8;
-    logic [MH-1:0]       mh_8;
-    logic [6:0]          eh_8;
-    logic signed [7:0]   q_8, sb_8;
-    always_ff @(posedge clk) begin
-        pd_8 <= 36'(r0_7) * 36'(d_7);
-        mh_8 <= mh_7; eh_8 <= eh_7; q_8 <= q_7; sb_8 <= sb_7;
-    end
-    // P9: r1 = (r0*d + 2^16) >> 17 (GDN) or (r0*d + 2^15) >> 16 (simplified), u18;
-    //     IGDN: mh*r1 (u36)
-    wire  [17:0]         r1_8 = SIMP ? 18'((pd_8 + 36'd32768) >> 16)
-                                           : 18'((pd_8 + 36'd65536) >> 17);
-    logic [17:0]         r1_9;
-    logic [35:0]         pe_9;
-    logic [MH-1:0]       mh_9;
-    logic [6:0]          eh_9;
-    logic signed [7:0]   q_9, sb_9;
-    always_ff @(posedge clk) begin
-        r1_9 <= r1_8;
-        pe_9 <= 36'(mh_8) * 36'(r1_8);
-        mh_9 <= mh_8; eh_9 <= eh_8; q_9 <= q_8; sb_9 <= sb_8;
-    end
-    // P10: f (u18) and raw shift sh = SB -/+ eh
+    // P4..P10: f = core(mh) (u18), latency gdn_core::LAT = 7; q and sh wait beside it
+    localparam int CORE_LAT = 7;
     logic [17:0]         f_10;
-    logic signed [9:0]   sh_10;
-    logic signed [7:0]   q_10;
+    logic signed [9:0]   sh_d [1:CORE_LAT];
+    logic signed [7:0]   q_d  [1:CORE_LAT];
+    gdn_core #(.INVERSE(INVERSE), .SIMPLIFIED(SIMPLIFIED), .LUT_FILE(LUT_FILE)) u_core (
+        .clk(clk), .mh_i(mh_3), .f_o(f_10));
     always_ff @(posedge clk) begin
-        if (!INV)       f_10 <= r1_9;                            // 1/sqrt(m), 1/m
-        else if (SIMP)    f_10 <= mh_9;                            // m
-        else                    f_10 <= 18'((pe_9 + 36'd131072) >> 18);  // sqrt(m)
-        sh_10 <= INV ? 10'(sb_9) + 10'(eh_9) : 10'(sb_9) - 10'(eh_9);
-        q_10 <= q_9;
+        sh_d[1] <= sh_3;
+        q_d[1]  <= q_3;
+        for (int k = 2; k <= CORE_LAT; k++) begin
+            sh_d[k] <= sh_d[k-1];
+            q_d[k]  <= q_d[k-1];
+        end
     end
+    wire signed [9:0]    sh_10 = sh_d[CORE_LAT];
+    wire signed [7:0]    q_10  = q_d[CORE_LAT];
     // P11: p = q*f (s26), sh clamped to [0, 27]
     logic signed [26:0]  p_11;
     logic [4:0]          sh_11;
@@ -404,5 +345,86 @@ module gdn_axis #(
     end
 `endif
 endmodule
+
+
+// gdn_core -- the (r)sqrt / reciprocal core of the golden model (model/golden/gdn.py, core()):
+// mh (u18, normalised mantissa m = mh / 2^18) -> f (u18). Fully pipelined, one input per
+// cycle, latency LAT = 7 cycles, no stall. Checked exhaustively over all mh by
+// tests/hw/test_gdn_axis.py (gdn_core_tb).
+/* verilator lint_off DECLFILENAME */
+module gdn_core #(
+    parameter int INVERSE    = 0,
+    parameter int SIMPLIFIED = 0,
+    parameter LUT_FILE = "lut.mem"
+) (
+    input  wire logic        clk,
+    input  wire logic [17:0] mh_i,
+    output logic      [17:0] f_o
+);
+    localparam bit SIMP = SIMPLIFIED != 0;
+    localparam bit INV  = INVERSE != 0;
+    logic [16:0] lut_rom [0:63];                // 64 x u17 seeds, Q1.16
+    initial $readmemh(LUT_FILE, lut_rom);
+
+    // C1: seed r0 = LUT[mh >> 12]
+    logic [16:0] r0_1;
+    logic [17:0] mh_1;
+    always_ff @(posedge clk) begin
+        r0_1 <= lut_rom[mh_i[17:12]];
+        mh_1 <= mh_i;
+    end
+    // C2: GDN: r0*r0 (u34); simplified: mh*r0 (u35)
+    logic [35:0] pa_2;
+    logic [16:0] r0_2;
+    logic [17:0] mh_2;
+    always_ff @(posedge clk) begin
+        pa_2 <= SIMP ? 36'(mh_1) * 36'(r0_1) : 36'(r0_1) * 36'(r0_1);
+        r0_2 <= r0_1; mh_2 <= mh_1;
+    end
+    // C3: GDN: r0sq = (r0*r0 + 2^15) >> 16 (u18), mh*r0sq (u36); simplified: pass
+    wire  [17:0] r0sq_2 = 18'((pa_2 + 36'd32768) >> 16);
+    logic [35:0] pb_3;
+    logic [16:0] r0_3;
+    logic [17:0] mh_3;
+    always_ff @(posedge clk) begin
+        pb_3 <= SIMP ? pa_2 : 36'(mh_2) * 36'(r0sq_2);
+        r0_3 <= r0_2; mh_3 <= mh_2;
+    end
+    // C4: th = (pb + 2^17) >> 18 (u18); d = 3*2^16 - th (GDN) or 2^17 - th (simplified)
+    wire  [17:0] th_3 = 18'((pb_3 + 36'd131072) >> 18);
+    logic [17:0] d_4;
+    logic [16:0] r0_4;
+    logic [17:0] mh_4;
+    always_ff @(posedge clk) begin
+        d_4 <= (SIMP ? 18'd131072 : 18'd196608) - th_3;
+        r0_4 <= r0_3; mh_4 <= mh_3;
+    end
+    // C5: r0*d (u35)
+    logic [35:0] pd_5;
+    logic [17:0] mh_5;
+    always_ff @(posedge clk) begin
+        pd_5 <= 36'(r0_4) * 36'(d_4);
+        mh_5 <= mh_4;
+    end
+    // C6: r1 = (r0*d + 2^16) >> 17 (GDN) or (r0*d + 2^15) >> 16 (simplified), u18;
+    //     IGDN: mh*r1 (u36)
+    wire  [17:0] r1_5 = SIMP ? 18'((pd_5 + 36'd32768) >> 16)
+                             : 18'((pd_5 + 36'd65536) >> 17);
+    logic [17:0] r1_6;
+    logic [35:0] pe_6;
+    logic [17:0] mh_6;
+    always_ff @(posedge clk) begin
+        r1_6 <= r1_5;
+        pe_6 <= 36'(mh_5) * 36'(r1_5);
+        mh_6 <= mh_5;
+    end
+    // C7: f = 1/sqrt(m) | 1/m (r1), sqrt(m) = (mh*r1 + 2^17) >> 18, or m (mh)
+    always_ff @(posedge clk) begin
+        if (!INV)       f_o <= r1_6;
+        else if (SIMP)  f_o <= mh_6;
+        else            f_o <= 18'((pe_6 + 36'd131072) >> 18);
+    end
+endmodule
+/* verilator lint_on DECLFILENAME */
 
 `default_nettype wire

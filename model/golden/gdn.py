@@ -215,7 +215,15 @@ def quantize_gdn_params(beta, gamma, in_scale: float, out_scale: float, inverse:
     B = np.zeros(c, dtype=np.int64)
     T = np.zeros(c, dtype=np.int64)
     for i in range(c):
-        for t in reversed(ts):                   # the largest t that fits = most precision
+        # analytic upper bound of t (the float terms must fit); the loop then walks down
+        # to the largest t whose *rounded* values fit = most precision
+        worst = b_base[i] + amax * g_base[i].sum()
+        t_hi = ts[-1]
+        if g_base[i].max() > 0:
+            t_hi = min(t_hi, int(np.floor(np.log2((gmax + 0.5) / g_base[i].max()) / pw)) + 1)
+        if worst > 0:
+            t_hi = min(t_hi, int(np.floor(np.log2((accmax + 0.5) / worst) / pw)) + 1)
+        for t in (t for t in reversed(ts) if t <= t_hi):
             gf, bf = g_base[i] * 2.0 ** (pw * t), b_base[i] * 2.0 ** (pw * t)
             if gf.max() >= gmax + 0.5 or bf >= accmax + 0.5:
                 continue                         # rounds out of range: try a smaller t

