@@ -14,7 +14,7 @@ heif       pillow-heif / libheif + x265 (HEVC intra,  0..100 (int), libheif qual
            4:2:0, ``tune=psnr``)
 avif       Pillow native / libavif + aom (4:2:0,      0..100 (int), libavif quality
            speed 6, ``tune=psnr``); fallbacks
-           imagecodecs / libavif, pillow-heif AVIF
+           imagecodecs / libavif
 jpegxl     imagecodecs / libjxl (effort 7, VarDCT)    0..99 (float), cjxl-style quality
 =========  =========================================  ========================================
 
@@ -238,25 +238,6 @@ def _avif_imagecodecs() -> Codec:
         (0, 100), True, _AVIF_QUALITIES, "libavif quality", ".avif", encode, imagecodecs.avif_decode)
 
 
-def _avif_pillow_heif() -> Codec:
-    import pillow_heif
-    info = pillow_heif.libheif_info()
-    if not info.get("AVIF"):
-        raise RuntimeError(f"pillow-heif {pillow_heif.__version__} (libheif {info.get('libheif')}) has no AV1 encoder")
-
-    def encode(img, quality):
-        h, w = img.shape[:2]
-        buf = io.BytesIO()
-        pillow_heif.from_bytes("RGB", (w, h), img.tobytes()).save(
-            buf, format="AVIF", quality=int(quality), chroma=420, tile_size=0)
-        return buf.getvalue()
-
-    return Codec(
-        "avif", "AVIF (AV1 intra)",
-        f"pillow-heif {pillow_heif.__version__} / libheif {info.get('libheif')} / {info['AVIF']}",
-        (0, 100), True, _AVIF_QUALITIES, "libheif quality", ".avif", encode, _heif_decoder(pillow_heif))
-
-
 def _jpegxl_imagecodecs() -> Codec:
     import imagecodecs
     if not imagecodecs.JPEGXL.available:
@@ -276,7 +257,7 @@ _BACKENDS: dict[str, list[Callable[[], Codec]]] = {
     "webp": [_webp_pillow],
     "jpeg2000": [_jpeg2000_pillow, _jpeg2000_imagecodecs],
     "heif": [_heif_pillow_heif],
-    "avif": [_avif_pillow, _avif_imagecodecs, _avif_pillow_heif],
+    "avif": [_avif_pillow, _avif_imagecodecs],
     "jpegxl": [_jpegxl_imagecodecs],
 }
 

@@ -16,10 +16,20 @@ from licfpga.model.zoo import MODELS, build_model
 SMALL = {"N": 16, "M": 24}
 
 
-def _capture_gs_input(model):
+def _assert_round_trip(model, x):
+    """forward (eval) and compress -> decompress give g_s identical latents; returns both."""
     seen = []
     handle = model.g_s.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
-    return seen, handle
+    with torch.no_grad():
+        fwd = model(x)
+        enc = model.compress(x)
+        dec = model.decompress(enc["strings"], enc["shape"])
+    handle.remove()
+    y_fwd, y_dec = seen
+    assert torch.equal(y_fwd, y_dec), "quantised latents differ between forward and decompress"
+    assert fwd["x_hat"].shape == dec["x_hat"].shape == x.shape
+    assert torch.allclose(fwd["x_hat"].clamp(0, 1), dec["x_hat"], atol=1e-5)
+    return enc
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -30,18 +40,8 @@ def test_forward_compress_decompress_agree(arch, gdn):
         kwargs["slices"] = 3
     model = build_model(arch, **kwargs).eval()
     model.update(force=True)
-    x = torch.rand(1, 3, 64, 128)
-    seen, handle = _capture_gs_input(model)
-    with torch.no_grad():
-        fwd = model(x)
-        enc = model.compress(x)
-        dec = model.decompress(enc["strings"], enc["shape"])
-    handle.remove()
-    y_fwd, y_dec = seen
-    assert torch.equal(y_fwd, y_dec), "quantised latents differ between forward and decompress"
+    enc = _assert_round_trip(model, torch.rand(1, 3, 64, 128))
     assert all(isinstance(s[0], bytes) and len(s[0]) > 0 for s in enc["strings"])
-    assert fwd["x_hat"].shape == dec["x_hat"].shape == x.shape
-    assert torch.allclose(fwd["x_hat"].clamp(0, 1), dec["x_hat"], atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["hyperprior", "mean-scale", "channelwise"])
@@ -95,12 +95,4 @@ def test_fixed_point_gdn_variant_round_trips():
     model = build_model("mean-scale", N=16, M=24, gdn="fixed").eval()
     assert sum(isinstance(m, FixedPointGDN) for m in model.modules()) == 6
     model.update(force=True)
-    x = torch.rand(1, 3, 64, 64)
-    seen, handle = _capture_gs_input(model)
-    with torch.no_grad():
-        fwd = model(x)
-        enc = model.compress(x)
-        dec = model.decompress(enc["strings"], enc["shape"])
-    handle.remove()
-    assert torch.equal(seen[0], seen[1])
-    assert torch.allclose(fwd["x_hat"].clamp(0, 1), dec["x_hat"], atol=1e-5)
+    _assert_round_trip(model, torch.rand(1, 3, 64, 64))
