@@ -8,6 +8,8 @@ transform's memory is bounded by one tile whatever the image size; each tile is 
 from __future__ import annotations
 
 import time
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,48 @@ from .images import LAYOUTS, load_image, save_image
 
 DEFAULT_TILE = 1024
 _LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
+# Sub-networks whose outputs parametrise the entropy coder: encoder and decoder must compute
+# them identically, or the rANS decoder silently produces garbage.
+ENTROPY_PARAM_NETS = ("h_s", "h_mean_s", "h_scale_s", "cc_mean", "cc_scale", "lrp")
+
+
+def _pin_single_thread(module: torch.nn.Module) -> None:
+    """Run ``module`` on one thread. oneDNN picks different convolution kernels (different
+    float summation orders) for different thread counts; measured here, a file encoded with
+    1 thread and decoded with 2 came out as garbage. One thread makes the entropy
+    parameters independent of the caller's thread setting (the transforms keep all threads)."""
+    saved = []
+
+    def pre(_m, _args):
+        saved.append(torch.get_num_threads())
+        torch.set_num_threads(1)
+
+    def post(_m, _args, _out):
+        torch.set_num_threads(saved.pop())
+
+    module.register_forward_pre_hook(pre)
+    module.register_forward_hook(post)
+
+
+class _IndexCRC:
+    """Wraps ``GaussianConditional.build_indexes`` to checksum the scale indexes it returns.
+    The encoder stores the checksum per tile; the decoder compares before trusting its
+    decode. A mismatch (another CPU type or library version computing slightly different
+    scales) becomes a clear error instead of a silently wrong image."""
+
+    def __init__(self, gaussian_conditional):
+        self.build = gaussian_conditional.build_indexes
+        self.crc = 0
+
+    def __call__(self, scales: torch.Tensor) -> torch.Tensor:
+        idx = self.build(scales)
+        self.crc = zlib.crc32(idx.to(torch.int32).contiguous().numpy().tobytes(), self.crc)
+        return idx
+
+    @contextmanager
+    def measure(self):
+        self.crc = 0
+        yield self
 
 
 @dataclass
@@ -43,6 +87,13 @@ class Codec:
         self.weights_hash = weights_hash(model)
         self.progress = progress
         self.timing = Timing()
+        for name in ENTROPY_PARAM_NETS:
+            if hasattr(model, name):
+                _pin_single_thread(getattr(model, name))
+        self.index_crc = None
+        if hasattr(model, "gaussian_conditional"):
+            self.index_crc = _IndexCRC(model.gaussian_conditional)
+            model.gaussian_conditional.build_indexes = self.index_crc  # instance attribute shadows the method
 
     @classmethod
     def load(cls, checkpoint, **kwargs) -> "Codec":
@@ -71,14 +122,22 @@ class Codec:
         for j, i in tqdm([(j, i) for j in range(ty) for i in range(tx)], desc="encode tiles",
                          disable=not self.progress or tx * ty == 1, unit="tile"):
             crop = rgb[j * self.tile:(j + 1) * self.tile, i * self.tile:(i + 1) * self.tile]
-            out = self.model.compress(self._to_tensor(crop))
+            out, icrc = self._index_crc_of(lambda: self.model.compress(self._to_tensor(crop)))
             shape = tuple(int(s) for s in out["shape"])
-            tiles.append(Tile(shape, [bytes(s[0]) for s in out["strings"]]))
+            tiles.append(Tile(shape, [bytes(s[0]) for s in out["strings"]], icrc))
         f = LicFile(self.model_id, self.weights_hash, w, h, LAYOUTS[layout], self.tile,
                     len(tiles[0].payloads), tiles)
         data = pack(f)
         self.timing.encode_ms = (time.perf_counter() - t0) * 1e3
         return data
+
+    def _index_crc_of(self, run):
+        """Run a compress/decompress call; return (its result, CRC32 of its scale indexes)."""
+        if self.index_crc is None:
+            return run(), 0
+        with self.index_crc.measure() as rec:
+            out = run()
+        return out, rec.crc
 
     # -- decoding -------------------------------------------------------------------------
     def check_identity(self, f: LicFile) -> None:
@@ -104,9 +163,16 @@ class Codec:
             if t.latent_shape != (lat_h, lat_w):
                 raise ContainerError(f"malformed file: tile {k} latent {t.latent_shape}, expected {(lat_h, lat_w)}")
             try:
-                x_hat = self.model.decompress([[p] for p in t.payloads], t.latent_shape)["x_hat"]
+                dec, icrc = self._index_crc_of(
+                    lambda: self.model.decompress([[p] for p in t.payloads], t.latent_shape))
             except (ValueError, RuntimeError, IndexError) as exc:
                 raise ContainerError(f"cannot decode tile {k}: {exc}") from None
+            if icrc != t.index_crc:
+                raise ContainerError(
+                    f"tile {k}: the entropy parameters computed here differ from the encoder's "
+                    "(floating-point differences between machines or library versions); this "
+                    "file cannot be decoded correctly here")
+            x_hat = dec["x_hat"]
             px = x_hat[0, :, :th, :tw].mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
             out[y0:y0 + th, x0:x0 + tw] = px
         self.timing.decode_ms = (time.perf_counter() - t0) * 1e3

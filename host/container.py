@@ -12,7 +12,9 @@ Layout, little-endian::
       layout      u8    0 = RGB, 1 = gray (coded as three equal planes)
       tile        u32   tile edge in pixels (tiles are coded independently)
       groups      u8    payload groups per tile (model dependent)
-      per tile, row-major: latent_h u16, latent_w u16, then per group: payload length u32
+      per tile, row-major: latent_h u16, latent_w u16, index_crc u32 (CRC32 of the entropy
+                  coder's scale indexes as the encoder computed them), then per group:
+                  payload length u32
     payloads    the tiles' payload groups, in the header's order
     crc32       u32   zlib.crc32 over everything before it
 
@@ -39,6 +41,7 @@ class ContainerError(ValueError):
 class Tile:
     latent_shape: tuple[int, int]
     payloads: list[bytes]
+    index_crc: int = 0
 
 
 @dataclass
@@ -62,7 +65,7 @@ def pack(f: LicFile) -> bytes:
     for t in f.tiles:
         if len(t.payloads) != f.groups:
             raise ValueError(f"tile has {len(t.payloads)} payload groups, header says {f.groups}")
-        head.append(struct.pack("<HH", *t.latent_shape))
+        head.append(struct.pack("<HHI", *t.latent_shape, t.index_crc))
         head.append(struct.pack(f"<{f.groups}I", *(len(p) for p in t.payloads)))
     header = b"".join(head)
     body = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)) + header + b"".join(
@@ -117,11 +120,11 @@ def _parse(data: bytes, header_len: int, n: int) -> LicFile:
     f = LicFile(model_id, whash, width, height, layout, tile, groups)
     lengths = []
     for _ in range(tx * ty):
-        lh, lw = struct.unpack_from("<HH", data, off)
-        off += 4
+        lh, lw, icrc = struct.unpack_from("<HHI", data, off)
+        off += 8
         lens = struct.unpack_from(f"<{groups}I", data, off)
         off += 4 * groups
-        f.tiles.append(Tile((lh, lw), []))
+        f.tiles.append(Tile((lh, lw), [], icrc))
         lengths.append(lens)
     if off != end:
         raise ContainerError("malformed header: tile table does not match the header length")

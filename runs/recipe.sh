@@ -20,8 +20,8 @@ $T --lambda 0.0035 --steps 5000 --lr 5e-4 --out runs/ms-0.0035 --resume --seed 1
 wait
 
 # 3. lambda = 0.0067 and 0.025 fine-tuned from the final base, side by side
-$T --lambda 0.0067 --steps 2000 --lr 2e-4 --init runs/ms-0.013/final.pt --out runs/ms-0.0067 --seed 2 --val-every 500 &
-$T --lambda 0.025 --steps 2000 --lr 2e-4 --init runs/ms-0.013/final.pt --out runs/ms-0.025 --seed 3 --val-every 500
+$T --lambda 0.0067 --steps 1500 --lr 2e-4 --init runs/ms-0.013/final.pt --out runs/ms-0.0067 --seed 2 --val-every 500 &
+$T --lambda 0.025 --steps 1500 --lr 2e-4 --init runs/ms-0.013/final.pt --out runs/ms-0.025 --seed 3 --val-every 500
 wait
 
 # 4. ship: float16 conv weights, entropy-coder tables included

@@ -178,3 +178,39 @@ def test_large_image_tiles_bounded(codec):
     img = np.ascontiguousarray(np.tile(sample_image(100, 125), (7, 8, 1)))
     rec, _ = codec.decode(codec.encode(img))
     assert rec.shape == img.shape and len(unpack(codec.encode(img[:128, :128])).tiles) == 1
+
+
+def test_entropy_parameter_mismatch_is_an_error_not_garbage(codec, coded):
+    """If the decoder's scale indexes differ from the encoder's (another CPU or library
+    computing slightly different floats), decoding must refuse, not emit garbage."""
+    from licfpga.host.container import pack
+
+    _, data = coded
+    f = unpack(data)
+    assert all(t.index_crc for t in f.tiles)
+    f.tiles[0].index_crc ^= 1
+    with pytest.raises(ContainerError, match="entropy parameters"):
+        codec.decode(pack(f))
+
+
+def test_files_do_not_depend_on_thread_count(tmp_path):
+    """Encode with 1 and 2 threads -> identical bytes; decode with the other -> same image
+    within 1 LSB (g_s runs multi-threaded; its float summation order may differ).
+    Needs a trained model on a whole image: that is where, without the single-thread
+    entropy-parameter nets, a 1-thread file decoded with 2 threads came out as garbage."""
+    import os
+
+    from licfpga.host.cli import DEFAULT_MODEL
+
+    Image.fromarray(sample_image(512, 768, "kodim15.png")).save(tmp_path / "in.png")
+    outs = {}
+    for n in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": n}
+        for args in (["compress", tmp_path / "in.png", tmp_path / f"{n}.lic"],
+                     ["decompress", tmp_path / f"{n}.lic", tmp_path / f"{n}.png"]):
+            r = subprocess.run([sys.executable, "-m", "licfpga.host.cli", *map(str, args), "--model", DEFAULT_MODEL],
+                               capture_output=True, text=True, timeout=300, env=env)
+            assert r.returncode == 0, r.stderr
+        outs[n] = np.asarray(Image.open(tmp_path / f"{n}.png")).astype(int)
+    assert (tmp_path / "1.lic").read_bytes() == (tmp_path / "2.lic").read_bytes()
+    assert np.abs(outs["1"] - outs["2"]).max() <= 1
