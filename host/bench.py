@@ -69,7 +69,10 @@ def main(args) -> None:
         dec_o, (rec, _) = _median_ms(lambda: ours.decode(data), args.repeat)
         dec_p, xh = _median_ms(lambda: peer.decompress(out["strings"], out["shape"]), args.repeat)
         rec_p = xh["x_hat"][0, :, :h, :w].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        same = np.array_equal(rec, rec_p) and sum(len(s[0]) for s in out["strings"]) < len(data)
+        diff = int(np.abs(rec.astype(int) - rec_p.astype(int)).max())
+        same = diff <= 1 and sum(len(s[0]) for s in out["strings"]) < len(data)
         print(f"{label:<68} {enc_o:9.1f} {enc_p:9.1f} {enc_o / enc_p:6.2f} {dec_o:9.1f} {dec_p:9.1f} "
-              f"{dec_o / dec_p:6.2f}  {'yes' if same else 'NO'}")
-    print("\n'same?': our decoded image equals CompressAI's pixel for pixel (and our file only adds the header).")
+              f"{dec_o / dec_p:6.2f}  {'yes' if same else 'NO'} (max diff {diff})")
+    print("\n'same?': our decoded image is within 1 LSB of CompressAI's (ours runs the hyper-synthesis on\n"
+          "one thread for reproducible files, CompressAI on all threads: float summation order differs),\n"
+          "and our file only adds the header.")
