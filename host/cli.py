@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 
 DEFAULT_MODEL = "mean-scale-0.013"
 
