@@ -72,6 +72,12 @@ def _cmd_analyze(a, rest) -> None:
     main(rest)
 
 
+def _cmd_plot_train(a) -> None:
+    from licfpga.model.train import plot_logs
+
+    print(f"wrote {plot_logs(a.logs, a.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="licfpga", description="Learned image compression toward FPGA codecs.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -96,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="RD training (see `licfpga train --help`)", add_help=False)
     sub.add_parser("analyze", help="FPGA-suitability report of the zoo (see `licfpga analyze --help`)",
                    add_help=False)
+
+    pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
+    pt.add_argument("logs", nargs="+")
+    pt.add_argument("--out", default="training.png")
+    pt.set_defaults(fn=_cmd_plot_train)
 
     e = sub.add_parser("eval", help="RD evaluation against classical codecs")
     e.add_argument("--data", default="../shared/data/kodak")

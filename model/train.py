@@ -278,3 +278,27 @@ def main(argv=None) -> Path:
 
 if __name__ == "__main__":
     main()
+
+
+def plot_logs(csv_paths, out) -> Path:
+    """Validation PSNR and bpp against step for one or more training ``log.csv`` files."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.8), dpi=130, layout="constrained")
+    ax_psnr, ax_bpp = fig.subplots(1, 2)
+    for path in map(Path, csv_paths):
+        rows = [r for r in csv.DictReader(open(path)) if r["split"] == "val"]
+        if not rows:
+            raise ValueError(f"{path}: no validation rows")
+        steps = [int(r["step"]) for r in rows]
+        ax_psnr.plot(steps, [float(r["psnr"]) for r in rows], marker="o", ms=3, label=path.stem)
+        ax_bpp.plot(steps, [float(r["bpp"]) for r in rows], marker="o", ms=3, label=path.stem)
+    for ax, ylabel in ((ax_psnr, "validation PSNR [dB]"), (ax_bpp, "validation rate [bpp]")):
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.4)
+    ax_psnr.legend(fontsize=8)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out

@@ -73,3 +73,14 @@ def test_torchrun_ddp_two_processes(tmp_path, data):
     assert r.returncode == 0, r.stderr[-3000:]
     st = read_checkpoint(out / "final.pt")
     assert st["meta"]["world"] == 2 and st["meta"]["step"] == 4
+
+
+def test_plot_logs(tmp_path, data):
+    from licfpga.model.train import plot_logs
+
+    train_main(_args(data, tmp_path / "run", 4))
+    png = plot_logs([tmp_path / "run" / "log.csv"], tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "empty.csv").write_text("step,split,loss,bpp,psnr,aux,lr,seconds\n")
+    with pytest.raises(ValueError, match="no validation rows"):
+        plot_logs([tmp_path / "empty.csv"], tmp_path / "x.png")
