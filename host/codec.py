@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,11 +61,6 @@ class _IndexCRC:
         idx = self.build(scales)
         self.crc = zlib.crc32(idx.to(torch.int32).contiguous().numpy().tobytes(), self.crc)
         return idx
-
-    @contextmanager
-    def measure(self):
-        self.crc = 0
-        yield self
 
 
 @dataclass
@@ -135,9 +129,9 @@ class Codec:
         """Run a compress/decompress call; return (its result, CRC32 of its scale indexes)."""
         if self.index_crc is None:
             return run(), 0
-        with self.index_crc.measure() as rec:
-            out = run()
-        return out, rec.crc
+        self.index_crc.crc = 0
+        out = run()
+        return out, self.index_crc.crc
 
     # -- decoding -------------------------------------------------------------------------
     def check_identity(self, f: LicFile) -> None:

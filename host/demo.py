@@ -32,11 +32,9 @@ def main(args) -> None:
             f"{'JPEG bpp':>8} {'PSNR':>7} {'MS-SSIM':>8}")
     print(head + "\n" + "-" * len(head))
     for name, img in images:
-        row = measure_learned(codec, name, img)
-        data = codec.encode(img)
+        row, data, rec = measure_learned(codec, name, img)
         (out / f"{name}.lic").write_bytes(data)
-        rec, layout = codec.decode(data)
-        save_image(rec, out / f"{name}_lic.png", layout)
+        save_image(rec, out / f"{name}_lic.png")
         jdata, jrec, q = classical.encode_at_bpp(jpeg, img, row["bpp"])
         (out / f"{name}_jpeg_q{q}.jpg").write_bytes(jdata)
         h, w = img.shape[:2]

@@ -42,13 +42,15 @@ def curve_label(codec: Codec) -> str:
     return f"{codec.state['arch']} {widths} (ours)"
 
 
-def measure_learned(codec: Codec, name: str, img: np.ndarray) -> dict:
+def measure_learned(codec: Codec, name: str, img: np.ndarray) -> tuple[dict, bytes, np.ndarray]:
+    """Encode and decode ``img``; return (metrics row, the .lic bytes, the reconstruction)."""
     data = codec.encode(img)
     rec, _ = codec.decode(data)
     h, w = img.shape[:2]
-    return {"image": name, "lambda": codec.state.get("meta", {}).get("lambda"), "bytes": len(data),
-            "bpp": bpp(len(data), h, w), "psnr": psnr(img, rec), "ms_ssim": ms_ssim(img, rec),
-            "encode_ms": codec.timing.encode_ms, "decode_ms": codec.timing.decode_ms}
+    row = {"image": name, "lambda": codec.state.get("meta", {}).get("lambda"), "bytes": len(data),
+           "bpp": bpp(len(data), h, w), "psnr": psnr(img, rec), "ms_ssim": ms_ssim(img, rec),
+           "encode_ms": codec.timing.encode_ms, "decode_ms": codec.timing.decode_ms}
+    return row, data, rec
 
 
 def evaluate(images, checkpoints, codec_names=None, anchors=("jpeg", "heif"), progress=True) -> dict:
@@ -68,7 +70,7 @@ def evaluate(images, checkpoints, codec_names=None, anchors=("jpeg", "heif"), pr
     for name, img in bar:
         for codec in codecs:
             bar.set_postfix_str(codec.name)
-            rows[curve_label(codec)].append(measure_learned(codec, name, img))
+            rows[curve_label(codec)].append(measure_learned(codec, name, img)[0])
         for cname in classical_names:
             bar.set_postfix_str(cname)
             c = available[cname]
