@@ -1,0 +1,73 @@
+"""Vivado project generation (licfpga.overlay.vivado): files, parameters, exit codes, Tcl syntax.
+
+Vivado itself is never run here (not installed); tclsh checks what plain Tcl can check.
+"""
+
+import shutil
+import subprocess
+
+import pytest
+
+from licfpga.overlay import vivado
+from licfpga.overlay.boards import list_boards, load_board
+
+TCLSH = shutil.which("tclsh")
+
+
+def _no_vivado_path(monkeypatch, tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_boards_listed():
+    assert list_boards() == ["kv260", "zcu102"]
+    kv = load_board("kv260")
+    assert kv["part"] == "xck26-sfvc784-2LV-c"
+    assert kv["resources"] == {"LUT": 117120, "FF": 234240, "DSP": 1248, "BRAM36": 144, "URAM": 64}
+    zcu = load_board("zcu102")
+    assert zcu["part"] == "xczu9eg-ffvb1156-2-e" and zcu["board_part"] == "xilinx.com:zcu102:part0:3.4"
+    assert zcu["resources"]["URAM"] == 0
+
+
+@pytest.mark.parametrize("board", ["kv260", "zcu102"])
+def test_generates_project_without_vivado(board, tmp_path, monkeypatch, capsys):
+    _no_vivado_path(monkeypatch, tmp_path)
+    rc = vivado.main(["--board", board, "--build-dir", str(tmp_path / "build")])
+    assert rc == vivado.EXIT_NO_VIVADO == 3
+    d = tmp_path / "build" / board
+    tcl = (d / "board.tcl").read_text()
+    b = load_board(board)
+    assert f"set part {{{b['part']}}}" in tcl
+    assert f"set board_part {{{b['board_part']}}}" in tcl
+    assert "CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {200}" in tcl
+    assert (d / "build_overlay.tcl").read_text() == vivado.TCL_SOURCE.read_text()
+    run = (d / "run_vivado.sh").read_text()
+    assert "vivado -mode batch -nojournal -log vivado.log -source build_overlay.tcl -tclargs board.tcl" in run
+    err = capsys.readouterr().err
+    assert "no bitstream was made" in err and "run_vivado.sh" in err
+
+
+def test_wrong_board(tmp_path, capsys):
+    assert vivado.main(["--board", "x", "--build-dir", str(tmp_path)]) == 2
+    assert "unknown board 'x'; available: kv260, zcu102" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(TCLSH is None, reason="tclsh not installed")
+@pytest.mark.parametrize("board", ["kv260", "zcu102"])
+def test_tcl_parses(board, tmp_path):
+    d = vivado.write_project(load_board(board), tmp_path)
+    check = tmp_path / "check.tcl"
+    check.write_text(
+        "source [lindex $argv 0]\n"
+        "foreach v {part board_part ps_config ps_ctrl_port ps_dma_port ps_irq_port ps_pl_clk\n"
+        "           stitched_ip_dir proj_dir out_dir accel_s_axis accel_m_axis jobs} {\n"
+        "    if {![info exists $v]} { error \"board.tcl does not set $v\" } }\n"
+        "if {[llength $ps_config] % 2} { error \"ps_config is not a key/value list\" }\n"
+        "set f [open [lindex $argv 1]]; set t [read $f]; close $f\n"
+        "if {![info complete $t]} { error \"build_overlay.tcl: unbalanced braces/quotes\" }\n"
+        "puts \"$part [file tail $stitched_ip_dir] [expr {[llength $ps_config] / 2}]\"\n")
+    out = subprocess.run([TCLSH, str(check), str(d / "board.tcl"), str(d / "build_overlay.tcl")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [load_board(board)["part"], "stitched_ip", str(len(load_board(board)["ps"]["config"]))]
