@@ -7,22 +7,32 @@ import sys
 import warnings
 
 DEFAULT_MODEL = "mean-scale-0.013"
+DEFAULT_INTEGER_MODEL = "int-student-0.013"
+BACKENDS = ("float", "integer")
+
+
+def _load_codec(backend: str, model, **kwargs):
+    if backend == "integer":
+        from .integer_codec import IntegerCodec
+
+        return IntegerCodec.load(model or DEFAULT_INTEGER_MODEL, **kwargs)
+    from .codec import Codec
+
+    return Codec.load(model or DEFAULT_MODEL, **kwargs)
 
 
 def _cmd_compress(a) -> None:
-    from .codec import Codec
-
-    codec = Codec.load(a.model, tile=a.tile, progress=True)
+    codec = _load_codec(a.backend, a.model, tile=a.tile, progress=True)
     n, (h, w) = codec.compress_file(a.input, a.output)
     print(f"{a.input} -> {a.output}: {n} bytes, {8 * n / (h * w):.4f} bpp, "
           f"{codec.timing.encode_ms:.0f} ms ({codec.name})")
 
 
 def _cmd_decompress(a) -> None:
-    from .codec import Codec, codec_for_file, read_lic
+    from .codec import codec_for_file, read_lic
 
     data = read_lic(a.input)
-    codec = Codec.load(a.model, progress=True) if a.model else codec_for_file(data, progress=True)
+    codec = _load_codec(a.backend, a.model, progress=True) if a.model else codec_for_file(data, progress=True)
     rgb, layout = codec.decode(data)
     from .images import save_image
 
@@ -72,6 +82,24 @@ def _cmd_analyze(a, rest) -> None:
     main(rest)
 
 
+def _cmd_distill(a, rest) -> None:
+    from licfpga.model.distill import main
+
+    print(f"wrote {main(rest)}")
+
+
+def _cmd_qat(a, rest) -> None:
+    from licfpga.model.qat import main
+
+    print(f"wrote {main(rest)}")
+
+
+def _cmd_export_int(a, rest) -> None:
+    from licfpga.model.export_int import main
+
+    main(rest)
+
+
 def _cmd_plot_train(a) -> None:
     from licfpga.model.train import plot_logs
 
@@ -85,14 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="image -> .lic")
     c.add_argument("input")
     c.add_argument("output")
-    c.add_argument("--model", default=DEFAULT_MODEL, help="shipped checkpoint name or a .pt path")
+    c.add_argument("--model", default=None,
+                   help=f"shipped checkpoint name or a .pt path (default {DEFAULT_MODEL}); with "
+                        f"--backend integer an integer artifact (default {DEFAULT_INTEGER_MODEL})")
+    c.add_argument("--backend", choices=BACKENDS, default="float",
+                   help="float: PyTorch model; integer: the bit-exact integer model the FPGA runs")
     c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")
     c.set_defaults(fn=_cmd_compress)
 
     d = sub.add_parser("decompress", help=".lic -> PNG")
     d.add_argument("input")
     d.add_argument("output")
-    d.add_argument("--model", default=None, help="default: the shipped checkpoint named by the file")
+    d.add_argument("--model", default=None, help="default: the shipped checkpoint or artifact named by the file")
+    d.add_argument("--backend", choices=BACKENDS, default="float",
+                   help="with --model: how to read it (without --model the file says)")
     d.set_defaults(fn=_cmd_decompress)
 
     i = sub.add_parser("info", help="print a .lic file's header")
@@ -102,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="RD training (see `licfpga train --help`)", add_help=False)
     sub.add_parser("analyze", help="FPGA-suitability report of the zoo (see `licfpga analyze --help`)",
                    add_help=False)
+    sub.add_parser("distill", help="teacher -> student distillation (see `licfpga distill --help`)", add_help=False)
+    sub.add_parser("qat", help="Brevitas QAT of a student (see `licfpga qat --help`)", add_help=False)
+    sub.add_parser("export-int", help="QAT checkpoint -> integer artifact (.json + .npz)", add_help=False)
 
     pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
     pt.add_argument("logs", nargs="+")
@@ -133,12 +170,14 @@ def main(argv=None) -> int:
     # CompressAI calls torch.jit.script at import time, which warns on every run
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     from licfpga.model.checkpoint import CheckpointError
+    from licfpga.model.golden.network import ArtifactError  # noqa: F401  (a ValueError: caught below)
 
     from .container import ContainerError
     from .images import ImagePolicyError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    passthrough = {"train": _cmd_train, "analyze": _cmd_analyze}  # these parse their own options
+    passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
+                   "qat": _cmd_qat, "export-int": _cmd_export_int}
     if argv[:1] and argv[0] in passthrough:
         passthrough[argv[0]](None, argv[1:])
         return 0

@@ -23,6 +23,7 @@ from .container import ContainerError, LicFile, Tile, pack, tile_grid, unpack
 from .images import LAYOUTS, load_image, save_image
 
 DEFAULT_TILE = 1024
+INTEGER_MODEL_PREFIX = "int-"     # model ids of the integer backend (host/integer_codec.py)
 _LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
 # Sub-networks whose outputs parametrise the entropy coder: encoder and decoder must compute
 # them identically, or the rANS decoder silently produces garbage.
@@ -116,14 +117,23 @@ class Codec:
         for j, i in tqdm([(j, i) for j in range(ty) for i in range(tx)], desc="encode tiles",
                          disable=not self.progress or tx * ty == 1, unit="tile"):
             crop = rgb[j * self.tile:(j + 1) * self.tile, i * self.tile:(i + 1) * self.tile]
-            out, icrc = self._index_crc_of(lambda: self.model.compress(self._to_tensor(crop)))
-            shape = tuple(int(s) for s in out["shape"])
-            tiles.append(Tile(shape, [bytes(s[0]) for s in out["strings"]], icrc))
+            tiles.append(self._compress_tile(crop))
         f = LicFile(self.model_id, self.weights_hash, w, h, LAYOUTS[layout], self.tile,
                     len(tiles[0].payloads), tiles)
         data = pack(f)
         self.timing.encode_ms = (time.perf_counter() - t0) * 1e3
         return data
+
+    def _compress_tile(self, crop: np.ndarray) -> Tile:
+        out, icrc = self._index_crc_of(lambda: self.model.compress(self._to_tensor(crop)))
+        shape = tuple(int(s) for s in out["shape"])
+        return Tile(shape, [bytes(s[0]) for s in out["strings"]], icrc)
+
+    def _decompress_tile(self, t: Tile, th: int, tw: int) -> tuple[np.ndarray, int]:
+        """-> (uint8 [th, tw, 3] pixels, CRC32 of the scale indexes)."""
+        dec, icrc = self._index_crc_of(lambda: self.model.decompress([[p] for p in t.payloads], t.latent_shape))
+        px = dec["x_hat"][0, :, :th, :tw].mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
+        return px, icrc
 
     def _index_crc_of(self, run):
         """Run a compress/decompress call; return (its result, CRC32 of its scale indexes)."""
@@ -157,8 +167,7 @@ class Codec:
             if t.latent_shape != (lat_h, lat_w):
                 raise ContainerError(f"malformed file: tile {k} latent {t.latent_shape}, expected {(lat_h, lat_w)}")
             try:
-                dec, icrc = self._index_crc_of(
-                    lambda: self.model.decompress([[p] for p in t.payloads], t.latent_shape))
+                px, icrc = self._decompress_tile(t, th, tw)
             except (ValueError, RuntimeError, IndexError) as exc:
                 raise ContainerError(f"cannot decode tile {k}: {exc}") from None
             if icrc != t.index_crc:
@@ -166,8 +175,6 @@ class Codec:
                     f"tile {k}: the entropy parameters computed here differ from the encoder's "
                     "(floating-point differences between machines or library versions); this "
                     "file cannot be decoded correctly here")
-            x_hat = dec["x_hat"]
-            px = x_hat[0, :, :th, :tw].mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
             out[y0:y0 + th, x0:x0 + tw] = px
         self.timing.decode_ms = (time.perf_counter() - t0) * 1e3
         return out, _LAYOUT_NAMES[f.layout]
@@ -203,6 +210,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def codec_for_file(data: bytes, candidates=None, **kwargs) -> Codec:
     """Pick, among shipped (or given) checkpoints, the one whose identity the file names."""
     f = unpack(data)
+    if f.model_id.startswith(INTEGER_MODEL_PREFIX):
+        from .integer_codec import integer_codec_for_file
+
+        return integer_codec_for_file(f, candidates, **kwargs)
     for ckpt in candidates or shipped_checkpoints():
         codec = Codec.load(ckpt, **kwargs)
         if codec.model_id == f.model_id and codec.weights_hash == f.weights_hash:

@@ -1,0 +1,115 @@
+"""``--backend integer``: the codec on the bit-exact integer model (no float anywhere).
+
+The transforms are :class:`licfpga.model.golden.network.IntegerModel` (NumPy integer
+arithmetic, exact for any thread count), the entropy coder is CompressAI's rANS
+(``compressai.ans``) fed with the CDF tables stored *in the artifact*, and the CDF index
+of each latent comes from the integer scale thresholds. So the decoder reproduces the
+encoder's indexes on any machine, and the decoded pixels are what the FPGA computes.
+Files use the same ``.lic`` container (model id ``int-hyperprior{...}``, weights hash =
+SHA-256 of the artifact); every tile still carries the CRC of its scale indexes.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+from compressai.ans import RansDecoder, RansEncoder
+
+from licfpga.model.golden.network import ArtifactError, IntegerModel
+
+from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing
+from .container import ContainerError, LicFile, Tile
+
+ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "model" / "checkpoints"
+STRIDE = 64
+
+
+def shipped_artifacts() -> list[Path]:
+    return sorted(ARTIFACT_DIR.glob("int-*.json"))
+
+
+def resolve_artifact(name_or_path) -> Path:
+    """A path to ``x.json`` (or ``x``), or the stem of a shipped artifact (``int-student-0.013``)."""
+    p = Path(name_or_path)
+    for cand in (p, p.with_suffix(".json"), ARTIFACT_DIR / f"{name_or_path}.json"):
+        if cand.suffix == ".json" and cand.is_file():
+            return cand
+    names = ", ".join(a.stem for a in shipped_artifacts()) or "none"
+    raise ArtifactError(f"integer artifact not found: {name_or_path} (shipped: {names})")
+
+
+class IntegerCodec(Codec):
+    """Same container, tiling and API as :class:`Codec`; transforms in exact integers."""
+
+    def __init__(self, artifact, tile: int = DEFAULT_TILE, progress: bool = False):
+        if tile <= 0 or tile % STRIDE:
+            raise ValueError(f"tile size must be a positive multiple of {STRIDE}, got {tile}")
+        self.path = resolve_artifact(artifact)
+        self.model = IntegerModel.load(self.path)
+        self.state = {"meta": {"name": self.path.stem}}
+        self.tile, self.stride, self.progress = tile, STRIDE, progress
+        cfg = self.model.schema["model"]
+        self.model_id = INTEGER_MODEL_PREFIX + "hyperprior" + json.dumps(
+            {"N": cfg["N"], "M": cfg["M"]}, sort_keys=True, separators=(",", ":"))
+        self.weights_hash = self.model.digest()
+        self.timing = Timing()
+        self.index_crc = None
+        z, y = self.model.entropy_tables("z"), self.model.entropy_tables("y")
+        self._z = ([list(map(int, r)) for r in z["cdf"]], z["cdf_length"].tolist(), z["offset"].tolist())
+        self._y = ([list(map(int, r)) for r in y["cdf"]], y["cdf_length"].tolist(), y["offset"].tolist())
+        self._z_median = z["median"].astype(np.int64)
+
+    @classmethod
+    def load(cls, artifact, **kwargs) -> "IntegerCodec":
+        return cls(artifact, **kwargs)
+
+    def _pad(self, crop: np.ndarray) -> np.ndarray:
+        h, w = crop.shape[:2]
+        ph, pw = (-h) % STRIDE, (-w) % STRIDE
+        return np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else crop
+
+    def _z_indexes(self, shape) -> np.ndarray:
+        return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
+
+    def _compress_tile(self, crop: np.ndarray) -> Tile:
+        y, z = self.model.analysis(self._pad(np.ascontiguousarray(crop)))
+        idx = self.model.scale_indexes(self.model.scale_codes(z))
+        enc = RansEncoder()
+        y_str = enc.encode_with_indexes(y.reshape(-1).tolist(), idx.reshape(-1).tolist(), *self._y)
+        z_sym = z - self._z_median[:, None, None]
+        z_str = enc.encode_with_indexes(z_sym.reshape(-1).tolist(),
+                                        self._z_indexes(z.shape).reshape(-1).tolist(), *self._z)
+        crc = zlib.crc32(idx.astype(np.int32).tobytes())
+        return Tile(tuple(int(s) for s in z.shape[1:]), [bytes(y_str), bytes(z_str)], crc)
+
+    def _decompress_tile(self, t: Tile, th: int, tw: int) -> tuple[np.ndarray, int]:
+        if len(t.payloads) != 2:
+            raise ContainerError(f"integer backend expects 2 payloads per tile, got {len(t.payloads)}")
+        zh, zw = t.latent_shape
+        dec = RansDecoder()
+        zshape = (self.model.N, zh, zw)
+        z_sym = dec.decode_with_indexes(t.payloads[1], self._z_indexes(zshape).reshape(-1).tolist(), *self._z)
+        z = np.asarray(z_sym, dtype=np.int64).reshape(zshape) + self._z_median[:, None, None]
+        idx = self.model.scale_indexes(self.model.scale_codes(z))
+        y = np.asarray(dec.decode_with_indexes(t.payloads[0], idx.reshape(-1).tolist(), *self._y),
+                       dtype=np.int64).reshape(self.model.M, 4 * zh, 4 * zw)
+        if np.abs(y).max(initial=0) > 127:
+            raise ContainerError("decoded latent outside int8: corrupt payload")
+        crc = zlib.crc32(idx.astype(np.int32).tobytes())
+        return self.model.synthesis(y)[:th, :tw], crc
+
+
+def integer_codec_for_file(f: LicFile, candidates=None, **kwargs) -> IntegerCodec:
+    """Among shipped (or given) integer artifacts, the one whose identity the file names."""
+    for art in candidates or shipped_artifacts():
+        try:
+            codec = IntegerCodec(art, **kwargs)
+        except ArtifactError:
+            continue
+        if codec.model_id == f.model_id and codec.weights_hash == f.weights_hash:
+            return codec
+    raise ContainerError(f"no available integer artifact matches the file's model {f.model_id} "
+                         f"(weights {f.weights_hash.hex()[:12]}); pass --model")
