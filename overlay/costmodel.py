@@ -35,8 +35,10 @@ Resources per MVAU (FINN estimate formulas, FINN-R paper / FINN ``MVAU`` class, 
   * SWG line buffer: ``(k-1)`` input lines x ``W_in`` x ``Cin`` bytes (``k'-1`` for a
     sub-pixel conv, plus ``(s-1)`` output lines x ``W_out`` x ``Cout`` for depth-to-space),
     the formulas of ``licfpga analyze``; ``ceil(bits / 36 Kb)`` BRAM36, or
-    ``ceil(bits / 288 Kb)`` URAM (line buffers need no initial value, so they may go to
-    UltraRAM; weights stay in BRAM because URAM cannot be initialised by the bitstream).
+    ``ceil(bits / 288 Kb)`` URAM. While BRAM is over budget the largest memories move to
+    UltraRAM: line buffers freely (they need no initial value), weight memories too unless
+    disabled, but URAM cannot be initialised by the bitstream, so those weights must be
+    written at run time (FINN ``runtime_writeable_weights``; listed per layer).
 GDN / IGDN per instance (fitted to the Yosys figures of hls/gdn/README.md: C64/PE8 and
 C192/PE16): DSP ``PE + 6`` (GDN) / ``PE + 8`` (IGDN); LUT ``353 + 50*PE + 18.7*C``;
 BRAM36 ``max(ceil(16*C*C / 36 Kb), ceil(16*PE / 72))`` (gamma ROM capacity / port width).

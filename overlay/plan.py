@@ -76,7 +76,7 @@ def shipped_checkpoints() -> dict:
     return _CKPT_CACHE
 
 
-def plan_width(board: dict, side: str, N: int, width: int, height: int, fps: float,
+def plan_width(side: str, N: int, width: int, height: int, fps: float,
                clock_mhz: float, budget: dict, arch: str, macs_per_dsp: int,
                uram_weights: bool) -> dict:
     M = latent_width(N)
@@ -119,7 +119,7 @@ def plan(board_name: str, width: int, height: int, fps: float, side: str = "enco
     board = load_board(board_name)
     clock_mhz = float(clock_mhz or board["clock_mhz"])
     budget = budget_of(board["resources"], budget_fraction)
-    results = [plan_width(board, side, N, width, height, fps, clock_mhz, budget, arch,
+    results = [plan_width(side, N, width, height, fps, clock_mhz, budget, arch,
                           macs_per_dsp, uram_weights) for N in sorted(widths)]
     ok = [r for r in results if r["meets"]]
     chosen = ok[-1] if ok else None
