@@ -100,6 +100,12 @@ def _cmd_export_int(a, rest) -> None:
     main(rest)
 
 
+def _cmd_plan(a, rest) -> None:
+    from licfpga.overlay.plan import main
+
+    sys.exit(main(rest))
+
+
 def _cmd_plot_train(a) -> None:
     from licfpga.model.train import plot_logs
 
@@ -139,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("distill", help="teacher -> student distillation (see `licfpga distill --help`)", add_help=False)
     sub.add_parser("qat", help="Brevitas QAT of a student (see `licfpga qat --help`)", add_help=False)
     sub.add_parser("export-int", help="QAT checkpoint -> integer artifact (.json + .npz)", add_help=False)
+    sub.add_parser("plan", help="FPGA planner: width + folding for a board, resolution and fps", add_help=False)
 
     pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
     pt.add_argument("logs", nargs="+")
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
-                   "qat": _cmd_qat, "export-int": _cmd_export_int}
+                   "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan}
     if argv[:1] and argv[0] in passthrough:
         passthrough[argv[0]](None, argv[1:])
         return 0
