@@ -53,7 +53,7 @@ class IntegerCodec(Codec):
         self.tile, self.stride, self.progress = tile, STRIDE, progress
         cfg = self.model.schema["model"]
         self.model_id = INTEGER_MODEL_PREFIX + "hyperprior" + json.dumps(
-            {"N": cfg["N"], "M": cfg["M"]}, sort_keys=True, separators=(",", ":"))
+            {"N": cfg["N"], "M": cfg["M"], "Nh": cfg.get("Nh", cfg["N"])}, sort_keys=True, separators=(",", ":"))
         self.weights_hash = self.model.digest()
         self.timing = Timing()
         self.index_crc = None
@@ -90,7 +90,7 @@ class IntegerCodec(Codec):
             raise ContainerError(f"integer backend expects 2 payloads per tile, got {len(t.payloads)}")
         zh, zw = t.latent_shape
         dec = RansDecoder()
-        zshape = (self.model.N, zh, zw)
+        zshape = (self.model.z_channels, zh, zw)
         z_sym = dec.decode_with_indexes(t.payloads[1], self._z_indexes(zshape).reshape(-1).tolist(), *self._z)
         z = np.asarray(z_sym, dtype=np.int64).reshape(zshape) + self._z_median[:, None, None]
         idx = self.model.scale_indexes(self.model.scale_codes(z))

@@ -178,13 +178,14 @@ class QuantHyperprior(CompressionModel):
     """The deployable student: Ballé 2018 scale hyperprior, every tensor on an integer grid."""
 
     def __init__(self, N: int, M: int, bits: dict | None = None, po2: bool = False,
-                 float_model: nn.Module | None = None):
+                 float_model: nn.Module | None = None, Nh: int | None = None):
         super().__init__()
         from .zoo import ScaleHyperprior
 
         self.N, self.M, self.bits, self.po2 = N, M, dict(bits or {}), po2
-        ref = float_model if float_model is not None else ScaleHyperprior(N, M)
-        self.entropy_bottleneck = EntropyBottleneck(N)
+        ref = float_model if float_model is not None else ScaleHyperprior(N, M, Nh=Nh)
+        self.Nh = ref.h_a[-1].out_channels
+        self.entropy_bottleneck = EntropyBottleneck(ref.h_a[-1].out_channels)
         self.gaussian_conditional = GaussianConditional(None)
         self.x_quant = _const_act(False, 1.0)               # pixels: uint8, scale 1/255
         self.g_a = quant_transform(ref.g_a, "g_a", bits, po2, _const_act(True, 127.0))   # y: int8, scale 1
@@ -211,7 +212,7 @@ class QuantHyperprior(CompressionModel):
                 "z_hat": z_hat, "scales": scales}
 
     def config(self) -> dict:
-        return {"N": self.N, "M": self.M, "bits": self.bits, "po2": self.po2}
+        return {"N": self.N, "M": self.M, "Nh": self.Nh, "bits": self.bits, "po2": self.po2}
 
 
 def quantize_student(student: nn.Module, bits: dict | None = None, po2: bool = False) -> QuantHyperprior:
@@ -249,7 +250,7 @@ def load_qat(path) -> tuple[QuantHyperprior, dict]:
     if not isinstance(state, dict) or state.get("format") != "licfpga-qat/1":
         raise ValueError(f"{path} is not a licfpga QAT checkpoint")
     c = state["config"]
-    model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"])
+    model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"], Nh=c.get("Nh"))
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, state

@@ -48,10 +48,13 @@ class FactorizedPrior(_CaiFactorizedPrior):
 
 
 class ScaleHyperprior(_CaiScaleHyperprior):
-    """Ballé et al. 2018, zero-mean Gaussian conditioned on a scale hyperprior."""
+    """Ballé et al. 2018, zero-mean Gaussian conditioned on a scale hyperprior.
 
-    def __init__(self, N: int = 64, M: int = 96, gdn: str = "gdn"):
-        super().__init__(N, M)
+    ``Nh`` (default ``N``) is the width of the hyper-transforms and of z; a channel-pruned
+    model (``licfpga.model.prune``) has a narrower ``N`` in g_a / g_s only."""
+
+    def __init__(self, N: int = 64, M: int = 96, gdn: str = "gdn", Nh: int | None = None):
+        super().__init__(N if Nh is None else Nh, M)
         self.g_a, self.g_s = analysis(N, M, gdn), synthesis(N, M, gdn)
 
 

@@ -25,3 +25,9 @@ def sample_image(h: int, w: int, name: str = "kodim23.png") -> np.ndarray:
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture
+def sample_image_dir() -> Path:
+    """The shipped sample photos (3 Kodak PNGs) as a small image folder."""
+    return SAMPLES

@@ -161,6 +161,11 @@ class IntegerModel:
         return int(self.schema["model"]["N"])
 
     @property
+    def z_channels(self) -> int:
+        """Channels of z (the hyper-transforms' width; = N unless g_a/g_s were pruned)."""
+        return int(self.schema["model"].get("Nh") or self.N)
+
+    @property
     def M(self) -> int:
         return int(self.schema["model"]["M"])
 
