@@ -42,7 +42,7 @@ from brevitas.quant import (Int8ActPerTensorFixedPoint, Int8ActPerTensorFloat, I
                             Int8WeightPerTensorFixedPoint, Int32Bias, Uint8ActPerTensorFixedPoint,
                             Uint8ActPerTensorFloat)
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.layers import GDN
+from compressai.layers import GDN, GDN1
 from compressai.models import CompressionModel
 from tqdm import tqdm
 
@@ -87,9 +87,10 @@ class QuantGDN(nn.Module):
     float weights load unchanged). Eval mode runs :func:`golden_gdn.gdn_int` on the int8
     input with the quantisers' scales: exactly the hardware kernel."""
 
-    def __init__(self, channels: int, inverse: bool, po2: bool = False):
+    def __init__(self, channels: int, inverse: bool, po2: bool = False, simplified: bool = False):
         super().__init__()
-        self.gdn = GDN(channels, inverse=inverse)
+        self.gdn = (GDN1 if simplified else GDN)(channels, inverse=inverse)
+        self.variant = "simplified" if simplified else "gdn"
         self.out_quant = _act(True, po2)
         self._cache = None
 
@@ -107,7 +108,8 @@ class QuantGDN(nn.Module):
         beta, gamma = self.float_params()
         key = (in_scale, out_scale, beta.tobytes(), gamma.tobytes())
         if self._cache is None or self._cache[0] != key:
-            self._cache = (key, golden_gdn.quantize_gdn_params(beta, gamma, in_scale, out_scale, self.inverse))
+            self._cache = (key, golden_gdn.quantize_gdn_params(beta, gamma, in_scale, out_scale, self.inverse,
+                                                               self.variant))
         return self._cache[1]
 
     def forward(self, x):
@@ -162,7 +164,7 @@ def quant_transform(seq: nn.Sequential, name: str, bits, po2: bool, last: nn.Mod
             layers.append(_quant_conv(m, _bits_for(f"{name}.{i}", bits), po2))
         elif isinstance(m, GDN):
             layers.append(_act(True, po2))                 # int8 input of the GDN kernel
-            g = QuantGDN(m.beta.numel(), m.inverse, po2)
+            g = QuantGDN(m.beta.numel(), m.inverse, po2, simplified=isinstance(m, GDN1))
             g.gdn.load_state_dict(m.state_dict())
             layers.append(g)
         elif isinstance(m, nn.ReLU):
@@ -178,13 +180,14 @@ class QuantHyperprior(CompressionModel):
     """The deployable student: Ballé 2018 scale hyperprior, every tensor on an integer grid."""
 
     def __init__(self, N: int, M: int, bits: dict | None = None, po2: bool = False,
-                 float_model: nn.Module | None = None, Nh: int | None = None):
+                 float_model: nn.Module | None = None, Nh: int | None = None, gdn: str = "gdn"):
         super().__init__()
         from .zoo import ScaleHyperprior
 
         self.N, self.M, self.bits, self.po2 = N, M, dict(bits or {}), po2
-        ref = float_model if float_model is not None else ScaleHyperprior(N, M, Nh=Nh)
+        ref = float_model if float_model is not None else ScaleHyperprior(N, M, gdn=gdn, Nh=Nh)
         self.Nh = ref.h_a[-1].out_channels
+        self.gdn = "simplified" if any(isinstance(m, GDN1) for m in ref.g_a) else "gdn"
         self.entropy_bottleneck = EntropyBottleneck(ref.h_a[-1].out_channels)
         self.gaussian_conditional = GaussianConditional(None)
         self.x_quant = _const_act(False, 1.0)               # pixels: uint8, scale 1/255
@@ -212,7 +215,7 @@ class QuantHyperprior(CompressionModel):
                 "z_hat": z_hat, "scales": scales}
 
     def config(self) -> dict:
-        return {"N": self.N, "M": self.M, "Nh": self.Nh, "bits": self.bits, "po2": self.po2}
+        return {"N": self.N, "M": self.M, "Nh": self.Nh, "gdn": self.gdn, "bits": self.bits, "po2": self.po2}
 
 
 def quantize_student(student: nn.Module, bits: dict | None = None, po2: bool = False) -> QuantHyperprior:
@@ -250,7 +253,7 @@ def load_qat(path) -> tuple[QuantHyperprior, dict]:
     if not isinstance(state, dict) or state.get("format") != "licfpga-qat/1":
         raise ValueError(f"{path} is not a licfpga QAT checkpoint")
     c = state["config"]
-    model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"], Nh=c.get("Nh"))
+    model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"], Nh=c.get("Nh"), gdn=c.get("gdn", "gdn"))
     model.load_state_dict(state["state_dict"])
     model.eval()
     return model, state

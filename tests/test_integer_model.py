@@ -224,3 +224,21 @@ def test_integer_codec_refuses_other_artifact(artifact, tmp_path):
     other = export_integer(_small_qat(seed=9), tmp_path / "other")
     with pytest.raises(ContainerError, match="decode with the model that encoded it"):
         IntegerCodec(other).decode(data)
+
+
+def test_simplified_gdn_student_exports(tmp_path):
+    """GDN1/IGDN1 students quantise to the kernel's SIMPLIFIED mode, bit-exact too."""
+    torch.manual_seed(1)
+    s = ScaleHyperprior(8, 12, gdn="simplified").eval()
+    with torch.no_grad():
+        s.g_a[-1].weight.mul_(40)
+    q = quantize_student(s)
+    calibrate(q, [torch.rand(2, 3, 64, 64)])
+    q.eval()
+    im = net.IntegerModel.load(export_integer(q, tmp_path / "simp"))
+    assert {l["variant"] for t in net.TRANSFORMS for l in im.schema["transforms"][t] if l["op"] == "gdn"} == {"simplified"}
+    img = _image(7, 64, 128)
+    with torch.no_grad():
+        o = q(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255)
+    y, _ = im.analysis(img)
+    assert (y == o["y_hat"][0].numpy()).mean() >= 0.999
