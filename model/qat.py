@@ -26,6 +26,7 @@ by ``licfpga qat --po2`` (see README).
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import fnmatch
 import math
@@ -222,8 +223,9 @@ def quantize_student(student: nn.Module, bits: dict | None = None, po2: bool = F
     """A :class:`QuantHyperprior` carrying the float student's weights (not yet calibrated)."""
     N, M = student.g_a[0].out_channels, student.g_a[-1].out_channels
     q = QuantHyperprior(N, M, bits, po2, float_model=student)
-    q.entropy_bottleneck.load_state_dict(student.entropy_bottleneck.state_dict())
-    q.gaussian_conditional.load_state_dict(student.gaussian_conditional.state_dict())
+    # copies, not load_state_dict: a final checkpoint's CDF buffers are sized, fresh ones empty
+    q.entropy_bottleneck = copy.deepcopy(student.entropy_bottleneck)
+    q.gaussian_conditional = copy.deepcopy(student.gaussian_conditional)
     return q
 
 

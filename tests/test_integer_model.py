@@ -75,6 +75,7 @@ def _small_qat(seed=0, bits=None, po2=False):
     with torch.no_grad():   # an untrained model's latents are ~0; make them span the int8 grid
         s.g_a[-1].weight.mul_(40)
         s.h_a[-1].weight.mul_(20)
+    s.update(force=True)          # like a final checkpoint: CDF buffers filled
     q = quantize_student(s, bits, po2)
     g = torch.Generator().manual_seed(seed)
     calibrate(q, [torch.rand(2, 3, 64, 64, generator=g) for _ in range(2)])
@@ -242,3 +243,16 @@ def test_simplified_gdn_student_exports(tmp_path):
         o = q(torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255)
     y, _ = im.analysis(img)
     assert (y == o["y_hat"][0].numpy()).mean() >= 0.999
+
+
+def test_qat_checkpoint_round_trip(artifact, tmp_path):
+    from licfpga.model.qat import load_qat, save_qat
+
+    q, _ = artifact
+    save_qat(tmp_path / "q.pt", q, {"lambda": 0.013})
+    q2, state = load_qat(tmp_path / "q.pt")
+    x = torch.from_numpy(_image(2, 64, 64).copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        a, b = q(x), q2(x)
+    assert torch.equal(a["y_hat"], b["y_hat"]) and torch.equal(a["x_hat"], b["x_hat"])
+    assert state["meta"]["lambda"] == 0.013
