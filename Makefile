@@ -57,3 +57,37 @@ overlay-finn: overlay-plan
 # Vivado project inputs; runs Vivado only where it is installed (exit 3 otherwise: no bitstream)
 overlay-vivado: $(STAMP)
 	$(PY) -m licfpga.overlay.vivado --board $(BOARD) --build-dir $(BUILD_DIR)
+
+# ---- FINN+ environment and compiler flow (overlay/README.md, "FINN+ flow") ----------------
+# .venv-finn: finn-plus 1.6.1 with --no-deps + overlay/finn-requirements.txt (numpy 2, onnx
+# 1.21: incompatible with .venv's pins); licfpga itself --no-deps (its golden models are
+# NumPy only); torch is the main venv's torch==2.14.1, linked in (FINN imports it only in
+# LayerNorm). The exported QONNX files are the boundary between the two environments.
+FINN_VENV  ?= .venv-finn
+FINN_STAMP := $(FINN_VENV)/.installed
+FINN_FPS   ?= 30
+
+$(FINN_STAMP): $(STAMP) overlay/finn-requirements.txt
+	@test -x $(FINN_VENV)/bin/python || $(PYTHON) -m venv $(FINN_VENV)
+	@echo '*' > $(FINN_VENV)/.gitignore
+	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps finn-plus==1.6.1
+	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check -r overlay/finn-requirements.txt
+	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@main=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	 fin=$$($(FINN_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
+	 mkdir -p $(FINN_VENV)/torch-from-venv; \
+	 for p in torch torch-2.14.1.dist-info functorch torchgen nvidia cuda triton triton-3.8.0.dist-info; do \
+	   test -e $$main/$$p && ln -sfn $$main/$$p $(FINN_VENV)/torch-from-venv/$$p; done; \
+	 echo "$(abspath $(FINN_VENV))/torch-from-venv" > $$fin/licfpga-torch-from-venv.pth
+	$(FINN_VENV)/bin/python -c "import finn.transformation.fpgadataflow.specialize_layers, licfpga.overlay.finn_gdn"
+	@touch $@
+
+finn-env: $(FINN_STAMP)
+
+# QONNX export (.venv) -> FINN flow per board (.venv-finn): estimates + RTL of g_a
+finn-build: $(STAMP) $(FINN_STAMP)
+	$(PY) -m licfpga.overlay.export_qonnx --out $(BUILD_DIR)/qonnx --size 64
+	$(FINN_VENV)/bin/python -m licfpga.overlay.finn_flow $(BUILD_DIR)/qonnx/g_a.onnx --board kv260 zcu102 \
+	  --fps $(FINN_FPS) --out $(BUILD_DIR)
+
+.PHONY: finn-env finn-build

@@ -203,6 +203,11 @@ def load_model(qat: str | None = None, student: str | None = None, seed: int = 0
     if student:
         from licfpga.model.checkpoint import load_model as load_float
         s, _ = load_float(student, update=False)
+        # the entropy models play no part in the transforms; fresh ones avoid loading the
+        # checkpoint's CDF buffers into un-updated modules (shape mismatch)
+        from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+        s.entropy_bottleneck = EntropyBottleneck(s.h_a[-1].out_channels)
+        s.gaussian_conditional = GaussianConditional(None)
     else:
         from licfpga.model.zoo import ScaleHyperprior
         s = ScaleHyperprior(30, 48)

@@ -1,0 +1,370 @@
+"""FINN+ compiler flow for the student's transforms (run in ``.venv-finn``; ``make finn-env``).
+
+Input: a QONNX file from :mod:`licfpga.overlay.export_qonnx` (the boundary between the two
+environments). Every compiler step is a small FINN/qonnx ``Transformation`` applied in
+order (:data:`STEPS`); after each step the graph is executed (qonnx ``execute_onnx``) and
+compared with the exported QONNX graph on the same input, so a step that changes the
+numbers fails at once (``verify=True``).
+
+1. ``tidy``        — our :class:`RaiseBiasZeroPoint` (qonnx' ExtractBiasFromConv cannot
+   reshape Brevitas' scalar bias zero-point), qonnx cleanup.
+2. ``qonnx_to_finn`` — ConvertQONNXtoFINN (activation ``Quant`` -> MultiThreshold, weights
+   folded to integer initializers).
+3. ``streamline``  — FINN Streamline (scales moved into thresholds).
+4. ``lower``       — LowerConvsToMatMul + transpose absorption: NHWC between layers.
+5. ``gdn_to_hw``   — our :class:`InferGDNLayer`: ``Transpose -> Mul(in_scale) -> GDN ->
+   MultiThreshold(identity on the int8 grid) -> Transpose`` becomes one FINN ``GDN`` layer
+   (int8 NHWC in/out, :mod:`licfpga.overlay.finn_gdn`); :class:`PixelInputAsUint8` makes
+   the graph input the uint8 pixels (the first MultiThreshold is the identity on them).
+6. ``to_hw``       — InferThresholdingLayer, InferConvInpGen, InferQuantizedMatrixVectorActivation.
+7. ``specialize``  — our SpecializeGDN (GDN -> GDN_rtl), FINN SpecializeLayers with every
+   layer's ``preferred_impl_style = "rtl"`` (FINN falls back to HLS where no RTL exists).
+8. ``fold``        — FINN SetFolding for a target cycles/frame (from ``--fps`` at the board
+   clock) + our PE choice for GDN (smallest PE dividing C that meets the target).
+9. estimates       — exp_cycles_per_layer, res_estimation -> ``estimates.json``.
+10. ``codegen``    — PrepareIP: RTL for the RTL layers into ``overlay/build/<board>/``
+   (HLS layers: sources only, their synthesis needs Vitis HLS: not run here).
+
+    .venv-finn/bin/python -m licfpga.overlay.finn_flow overlay/build/qonnx/g_a.onnx --board kv260
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from onnx import helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.transformation.base import Transformation
+from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.infer_shapes import InferShapes
+
+from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
+from .custom_op import DOMAIN as GDN_DOMAIN
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARDS = {"kv260": {"part": "xck26-sfvc784-2LV-c", "clk_ns": 5.0},
+          "zcu102": {"part": "xczu9eg-ffvb1156-2-e", "clk_ns": 5.0}}
+
+
+# ---- our transformations -----------------------------------------------------------------
+class RaiseBiasZeroPoint(Transformation):
+    """Brevitas exports the Int32Bias ``Quant``'s zero-point as a scalar; qonnx'
+    ExtractBiasFromConv reshapes it unless it has shape (1,). Give it shape (1,)."""
+
+    def apply(self, model):
+        changed = False
+        for n in model.graph.node:
+            if n.op_type != "Quant":
+                continue
+            cons = model.find_consumers(n.output[0]) or []
+            if cons and all(c.op_type in ("Conv", "ConvTranspose") and len(c.input) > 2
+                            and c.input[2] == n.output[0] for c in cons):
+                z = model.get_initializer(n.input[2])
+                if z is not None and z.shape == ():
+                    model.set_initializer(n.input[2], z.reshape(1))
+                    changed = True
+        return model, False
+
+
+def _mt_is_identity(model, mt, scale: float, lo: int, hi: int) -> bool:
+    """Does MultiThreshold ``mt`` map k*scale -> k for every integer k in [lo, hi]?"""
+    op = getCustomOp(mt)
+    c = model.get_tensor_shape(mt.input[0])[1]
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    x = np.broadcast_to((k * np.float32(scale)).astype(np.float32)[None, None, :, None], (1, c, k.size, 1)).copy()
+    ctx = {mt.input[0]: x, mt.input[1]: model.get_initializer(mt.input[1])}
+    op.execute_node(ctx, model.graph)
+    return bool(np.array_equal(ctx[mt.output[0]], np.broadcast_to(k[None, None, :, None], x.shape)))
+
+
+class InferGDNLayer(Transformation):
+    """``Transpose(NHWC->NCHW) -> Mul(in_scale) -> GDN -> MultiThreshold -> Transpose(NCHW->NHWC)``
+    -> one FINN ``GDN`` hardware layer on the int8 NHWC stream. The MultiThreshold must be
+    the identity on the GDN's int8 output grid (checked), the Mul must be the GDN's input
+    scale (checked)."""
+
+    def apply(self, model):
+        for gdn in model.graph.node:
+            if gdn.op_type != "GDN" or gdn.domain != GDN_DOMAIN:
+                continue
+            mul = model.find_producer(gdn.input[0])
+            tr_in = model.find_producer(mul.input[0]) if mul is not None else None
+            mt = model.find_consumer(gdn.output[0])
+            tr_out = model.find_consumer(mt.output[0]) if mt is not None else None
+            ok = (mul is not None and mul.op_type == "Mul" and tr_in is not None and tr_in.op_type == "Transpose"
+                  and mt is not None and mt.op_type == "MultiThreshold" and tr_out is not None
+                  and tr_out.op_type == "Transpose")
+            if not ok:
+                raise RuntimeError(f"{gdn.name}: GDN not in the expected Transpose/Mul/GDN/MT/Transpose chain")
+            g = getCustomOp(gdn)
+            s_in = model.get_initializer(mul.input[1])
+            if s_in is None or s_in.size != 1 or not np.isclose(float(s_in.reshape(-1)[0]), g.get_nodeattr("in_scale"), rtol=1e-6):
+                raise RuntimeError(f"{gdn.name}: Mul before GDN is not its input scale")
+            if list(helper.get_attribute_value(tr_in.attribute[0])) != [0, 3, 1, 2] or \
+               list(helper.get_attribute_value(tr_out.attribute[0])) != [0, 2, 3, 1]:
+                raise RuntimeError(f"{gdn.name}: unexpected transposes")
+            if not _mt_is_identity(model, mt, g.get_nodeattr("out_scale"), -128, 127):
+                raise RuntimeError(f"{gdn.name}: MultiThreshold after GDN is not the int8 identity")
+            src = tr_in.input[0]
+            if model.get_tensor_datatype(src) not in (DataType["INT8"],):
+                raise RuntimeError(f"{gdn.name}: input stream {model.get_tensor_datatype(src)} is not INT8")
+            shape = model.get_tensor_shape(src)          # [N, H, W, C]
+            attrs = {a.name: helper.get_attribute_value(a) for a in gdn.attribute}
+            attrs.pop("data_layout", None)
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+            hw = helper.make_node("GDN", [src], [tr_out.output[0]], domain="finn.custom_op.fpgadataflow",
+                                  backend="fpgadataflow", numInputVectors=list(shape[:-1]), PE=1,
+                                  inputDataType="INT8", outputDataType="INT8", name=gdn.name + "_hw", **attrs)
+            idx = list(model.graph.node).index(tr_in)
+            for n in (tr_in, mul, gdn, mt, tr_out):
+                model.graph.node.remove(n)
+            model.graph.node.insert(idx, hw)
+            model.set_tensor_datatype(tr_out.output[0], DataType["INT8"])
+            return model, True
+        return model, False
+
+
+class PixelInputAsUint8(Transformation):
+    """The first MultiThreshold quantises the float pixels x in [0, 1] to uint8 with scale
+    1/255. Make the graph input the uint8 pixels themselves (x*255, FINN datatype UINT8)
+    and drop that MultiThreshold (checked to be the identity on them)."""
+
+    def apply(self, model):
+        inp = model.graph.input[0].name
+        mt = model.find_consumer(inp)
+        if mt is None or mt.op_type != "MultiThreshold":
+            return model, False
+        if not _mt_is_identity(model, mt, 1.0 / 255.0, 0, 255):
+            raise RuntimeError("first MultiThreshold is not uint8 pixels with scale 1/255")
+        for n in model.find_consumers(mt.output[0]):
+            for i, t in enumerate(n.input):
+                if t == mt.output[0]:
+                    n.input[i] = inp
+        model.graph.node.remove(mt)
+        model.set_tensor_datatype(inp, DataType["UINT8"])
+        return model, False
+
+
+class StripIOTransposes(Transformation):
+    """After lowering, the graph starts with Transpose(NCHW->NHWC) and ends with
+    Transpose(NHWC->NCHW). The accelerator streams NHWC (pixel-major, how images and the
+    latent tiles are stored anyway): make the graph's input and output NHWC and drop both."""
+
+    def apply(self, model):
+        g = model.graph
+        inp, outp = g.input[0], g.output[0]
+        first = model.find_consumer(inp.name)
+        if first is not None and first.op_type == "Transpose" and \
+                list(helper.get_attribute_value(first.attribute[0])) == [0, 2, 3, 1]:
+            dt = model.get_tensor_datatype(inp.name)
+            shape = model.get_tensor_shape(first.output[0])
+            for n in model.find_consumers(first.output[0]):
+                n.input[:] = [inp.name if t == first.output[0] else t for t in n.input]
+            g.node.remove(first)
+            model.set_tensor_shape(inp.name, shape)
+            model.set_tensor_datatype(inp.name, dt)
+        last = model.find_producer(outp.name)
+        if last is not None and last.op_type == "Transpose" and \
+                list(helper.get_attribute_value(last.attribute[0])) == [0, 3, 1, 2]:
+            prev = model.find_producer(last.input[0])
+            shape = model.get_tensor_shape(last.input[0])
+            dt = model.get_tensor_datatype(last.input[0])
+            prev.output[:] = [outp.name if t == last.input[0] else t for t in prev.output]
+            g.node.remove(last)
+            model.set_tensor_shape(outp.name, shape)
+            model.set_tensor_datatype(outp.name, dt)
+        return model, False
+
+
+class SpecializeGDN(Transformation):
+    """FINN's SpecializeLayers picks variants from FINN's own registries; our GDN has one
+    backend, RTL: ``GDN`` -> ``GDN_rtl`` in ``finn.custom_op.fpgadataflow.rtl``."""
+
+    def apply(self, model):
+        for i, n in enumerate(model.graph.node):
+            if n.op_type == "GDN" and n.domain == "finn.custom_op.fpgadataflow":
+                new = helper.make_node("GDN_rtl", n.input, n.output, domain="finn.custom_op.fpgadataflow.rtl",
+                                       name=n.name)
+                new.attribute.extend(a for a in n.attribute if a.name != "preferred_impl_style")
+                model.graph.node.remove(n)
+                model.graph.node.insert(i, new)
+                return model, True
+        return model, False
+
+
+class PreferRTL(Transformation):
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.domain == "finn.custom_op.fpgadataflow":
+                getCustomOp(n).set_nodeattr("preferred_impl_style", "rtl")
+        return model, False
+
+
+class FoldGDN(Transformation):
+    """PE of every GDN layer: the smallest divisor of C with pixels*C*C/PE <= target."""
+
+    def __init__(self, target_cycles: int):
+        super().__init__()
+        self.target = target_cycles
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type.startswith("GDN") and n.domain.startswith("finn.custom_op.fpgadataflow"):
+                op = getCustomOp(n)
+                c = op.get_nodeattr("channels")
+                pix = int(np.prod(op.get_nodeattr("numInputVectors")))
+                divs = [d for d in range(1, c + 1) if c % d == 0]
+                pe = next((d for d in divs if pix * c * c // d <= self.target), c)
+                op.set_nodeattr("PE", pe)
+        return model, False
+
+
+# ---- the flow ------------------------------------------------------------------------------
+def _steps(board: dict, target_cycles: int):
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
+        InferQuantizedMatrixVectorActivation
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from finn.transformation.fpgadataflow.set_folding import SetFolding
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+    from finn.transformation.streamline import Streamline
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes, AbsorbTransposeIntoMultiThreshold
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    return [
+        ("tidy", [RaiseBiasZeroPoint(), InferShapes(), InferDataTypes()]),
+        ("qonnx_to_finn", [ConvertQONNXtoFINN()]),
+        ("streamline", [Streamline()]),
+        ("lower", [LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(),
+                   InferShapes(), InferDataTypes()]),
+        ("gdn_to_hw", [InferGDNLayer(), PixelInputAsUint8(), StripIOTransposes(), InferShapes(), InferDataTypes()]),
+        ("to_hw", [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation(),
+                   RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
+                   InferShapes(), InferDataTypes()]),
+        ("specialize", [SpecializeGDN(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
+        ("fold", [SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024), FoldGDN(target_cycles)]),
+    ]
+
+
+def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
+    return execute_onnx(model, {model.graph.input[0].name: x})[model.graph.output[0].name]
+
+
+def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
+             codegen: bool = True, seed: int = 0) -> dict:
+    """Compile one exported transform; returns the report (also written as ``estimates.json``)."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    board = BOARDS[board_name]
+    name = Path(qonnx_path).stem
+    out = Path(out_root or ROOT / "overlay" / "build") / board_name / name
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FINN_BUILD_DIR", str(out / "tmp"))
+    Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
+    clk_hz = 1e9 / board["clk_ns"]
+    target_cycles = int(clk_hz / fps)
+
+    model = ModelWrapper(str(qonnx_path))
+    ishape = model.get_tensor_shape(model.graph.input[0].name)
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=ishape)
+    x_float = (pixels / 255.0).astype(np.float32) if name == "g_a" else rng.integers(-20, 21, size=ishape).astype(np.float32)
+    ref = _execute(model, x_float)
+    report = {"transform": name, "board": board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
+              "target_fps": fps, "target_cycles_per_frame": target_cycles, "input_shape": ishape, "steps": []}
+    prev = None
+    for step, transforms in _steps(board, target_cycles):
+        for t in transforms:
+            model = model.transform(t)
+        model = model.transform(GiveUniqueNodeNames())
+        entry = {"step": step, "nodes": [n.op_type for n in model.graph.node]}
+        if verify and step not in ("specialize", "fold"):     # RTL layers execute only in rtlsim (xsim)
+            inp_dt = model.get_tensor_datatype(model.graph.input[0].name)
+            x = pixels.astype(np.float32) if inp_dt == DataType["UINT8"] and name == "g_a" else x_float
+            if list(model.get_tensor_shape(model.graph.input[0].name)) != list(ishape):
+                x = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))      # NHWC input
+            o = _execute(model, x)
+            if o.shape != ref.shape:           # NHWC output: compare in NCHW
+                o = np.transpose(o, (0, 3, 1, 2))
+            # after streamlining the output is the integer y; the reference is y*1 (scale 1)
+            entry["equal_fraction"] = float((o == ref).mean())
+            entry["max_abs_diff"] = float(np.abs(o - ref).max())
+            entry["equal_to_previous_step"] = None if prev is None else float((o == prev).mean())
+            prev = o
+        report["steps"].append(entry)
+        model.save(str(out / f"{name}_{len(report['steps']):02d}_{step}.onnx"))
+    cycles = exp_cycles_per_layer(model)
+    res = {n: {k: v for k, v in r.items()} for n, r in res_estimation(model, board["part"]).items()}
+    folding = {}
+    for n in model.graph.node:
+        if n.domain.startswith("finn.custom_op.fpgadataflow"):
+            op = getCustomOp(n)
+            folding[n.name] = {k: op.get_nodeattr(k) for k in ("PE", "SIMD") if k in op.get_nodeattr_types()}
+    total = {k: sum(float(r.get(k, 0)) for r in res.values()) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
+    report.update({"cycles_per_layer": cycles, "max_cycles": max(cycles.values()) if cycles else 0,
+                   "est_fps": clk_hz / max(cycles.values()) if cycles else None,
+                   "resources_per_layer": res, "resources_total": total, "folding": folding,
+                   "non_hw_nodes": [n.op_type for n in model.graph.node
+                                    if not n.domain.startswith("finn.custom_op.fpgadataflow")]})
+    if codegen:
+        report["codegen"] = codegen_rtl(model, board, out)
+    model.save(str(out / f"{name}_final.onnx"))
+    (out / "estimates.json").write_text(json.dumps(report, indent=1, default=str))
+    return report
+
+
+def codegen_rtl(model: ModelWrapper, board: dict, out: Path) -> dict:
+    """Generate HDL of every RTL layer into ``out/ip/<node>/`` (no Vivado needed).
+    HLS layers are listed, not generated (their sources need finn-hlslib + Vitis HLS)."""
+    from finn.util.fpgadataflow import is_hls_node, is_rtl_node
+
+    done, failed, hls = [], {}, []
+    for n in model.graph.node:
+        if is_rtl_node(n):
+            op = getCustomOp(n)
+            d = out / "ip" / n.name
+            d.mkdir(parents=True, exist_ok=True)
+            op.set_nodeattr("code_gen_dir_ipgen", str(d))
+            try:
+                op.generate_hdl(model, board["part"], board["clk_ns"])
+                done.append(n.name)
+            except Exception as exc:  # noqa: BLE001 - record and go on: a report, not a build
+                failed[n.name] = f"{type(exc).__name__}: {exc}"
+        elif is_hls_node(n):
+            hls.append(n.name)
+    return {"rtl_generated": done, "rtl_failed": failed, "hls_not_generated": hls}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m licfpga.overlay.finn_flow", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("qonnx", help="exported transform (export_qonnx), e.g. overlay/build/qonnx/g_a.onnx")
+    p.add_argument("--board", choices=sorted(BOARDS), nargs="*", default=["kv260"])
+    p.add_argument("--fps", type=float, default=30.0, help="target frames/s of the export's image size")
+    p.add_argument("--out", default=None, help="build root (default overlay/build)")
+    p.add_argument("--no-codegen", action="store_true")
+    a = p.parse_args(argv)
+    for b in a.board:
+        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen)
+        print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "resources_total")}))
+        for s in r["steps"]:
+            print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')}")
+        for n, c in r["cycles_per_layer"].items():
+            print(f"  {n:40s} {c:>9d} cycles  {r['folding'].get(n, {})}")
+
+
+if __name__ == "__main__":
+    main()
