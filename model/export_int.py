@@ -174,12 +174,12 @@ def export_integer(model: QuantHyperprior, out, meta: dict | None = None) -> Pat
         "entropy": {"y_scale_code_scale": s_sc, "scale_table": table.double().tolist(),
                     "arrays": {k.split(".", 1)[1]: k for k in arrays if k.startswith("entropy.")}},
     }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out.with_suffix(".npz"), **arrays)
-    out.with_suffix(".json").write_text(json.dumps(schema, indent=1))
-    golden_net.IntegerModel.load(out)      # fails loudly if anything is inconsistent
-    return out.with_suffix(".json")
+    js, npz = golden_net.artifact_paths(out)
+    js.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(npz, **arrays)
+    js.write_text(json.dumps(schema, indent=1))
+    golden_net.IntegerModel.load(js)       # fails loudly if anything is inconsistent
+    return js
 
 
 def main(argv=None) -> Path:

@@ -256,9 +256,23 @@ def load_qat(path) -> tuple[QuantHyperprior, dict]:
         raise ValueError(f"{path} is not a licfpga QAT checkpoint")
     c = state["config"]
     model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"], Nh=c.get("Nh"), gdn=c.get("gdn", "gdn"))
-    model.load_state_dict(state["state_dict"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
     model.eval()
     return model, state
+
+
+def ship_qat(src, name: str, dst_dir=None) -> Path:
+    """Shipped copy of a QAT checkpoint: convolution weights as float16 (halves the
+    repository size), every scale, bias, GDN and entropy parameter float32. The shipped
+    file *is* the model: its integer artifact is exported from it, after this rounding."""
+    from .checkpoint import SHIPPED_DIR
+
+    model, state = load_qat(src)
+    sd = {k: (v.half() if k.endswith(".weight") and v.is_floating_point() and v.numel() > 1024 else v)
+          for k, v in model.state_dict().items()}
+    dst = Path(dst_dir or SHIPPED_DIR) / f"{name}.pt"
+    torch.save({**state, "state_dict": sd, "meta": {**state["meta"], "name": name, "source": str(src)}}, dst)
+    return dst
 
 
 def parse_bits(specs) -> dict[str, int]:

@@ -106,6 +106,16 @@ def requantize(acc: np.ndarray, mult: np.ndarray, shift: np.ndarray, lo: int, hi
 
 
 # ---- the artifact ---------------------------------------------------------------------
+def artifact_paths(path) -> tuple[Path, Path]:
+    """``x``, ``x.json`` or ``x.npz`` -> (``x.json``, ``x.npz``); names may contain dots
+    (``int-student-0.013``), so the suffix is only stripped when it is ours."""
+    s = str(path)
+    for suffix in (".json", ".npz"):
+        if s.endswith(suffix):
+            s = s[: -len(suffix)]
+    return Path(s + ".json"), Path(s + ".npz")
+
+
 class IntegerModel:
     """The deployed network, from an exported artifact (``path.json`` + ``path.npz``)."""
 
@@ -126,8 +136,7 @@ class IntegerModel:
     # -- loading
     @classmethod
     def load(cls, path) -> "IntegerModel":
-        path = Path(path)
-        js, npz = path.with_suffix(".json"), path.with_suffix(".npz")
+        js, npz = artifact_paths(path)
         for f in (js, npz):
             if not f.is_file():
                 raise ArtifactError(f"integer artifact file not found: {f}")
