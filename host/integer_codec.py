@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from compressai.ans import RansDecoder, RansEncoder
 
-from licfpga.model.golden.network import ArtifactError, IntegerModel
+from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
 
 from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing
 from .container import ContainerError, LicFile, Tile
@@ -33,9 +33,9 @@ def shipped_artifacts() -> list[Path]:
 
 def resolve_artifact(name_or_path) -> Path:
     """A path to ``x.json`` (or ``x``), or the stem of a shipped artifact (``int-student-0.013``)."""
-    p = Path(name_or_path)
-    for cand in (p, p.with_suffix(".json"), ARTIFACT_DIR / f"{name_or_path}.json"):
-        if cand.suffix == ".json" and cand.is_file():
+    js, _ = artifact_paths(name_or_path)
+    for cand in (js, ARTIFACT_DIR / f"{name_or_path}.json"):
+        if cand.is_file():
             return cand
     names = ", ".join(a.stem for a in shipped_artifacts()) or "none"
     raise ArtifactError(f"integer artifact not found: {name_or_path} (shipped: {names})")
