@@ -21,6 +21,23 @@ SAMPLES = Path(__file__).parent / "samples"
 DEMO_CODECS = ("jpeg", "webp", "heif")
 
 
+def print_integer_backend(images, out: Path, artifact: str = "int-student-0.013") -> None:
+    """The same samples through the bit-exact integer model (the FPGA's arithmetic)."""
+    from .integer_codec import IntegerCodec, shipped_artifacts
+
+    if not any(a.stem == artifact for a in shipped_artifacts()):
+        print(f"\n(integer backend: artifact {artifact} not shipped; skipped)")
+        return
+    codec = IntegerCodec(artifact)
+    print(f"\ninteger backend ({artifact}: int8 student, fixed-point GDN; what the FPGA computes)")
+    for name, img in images:
+        row, data, rec = measure_learned(codec, name, img)
+        (out / f"{name}.int.lic").write_bytes(data)
+        save_image(rec, out / f"{name}_int.png")
+        print(f"{name:<10} {row['bpp']:7.4f} {row['psnr']:7.2f} {row['ms_ssim']:8.4f} {row['encode_ms']:8.0f} "
+              f"{row['decode_ms']:8.0f}")
+
+
 def main(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,6 +57,8 @@ def main(args) -> None:
         h, w = img.shape[:2]
         print(f"{name:<10} {row['bpp']:7.4f} {row['psnr']:7.2f} {row['ms_ssim']:8.4f} {row['encode_ms']:8.0f} "
               f"{row['decode_ms']:8.0f} | {bpp(len(jdata), h, w):8.4f} {psnr(img, jrec):7.2f} {ms_ssim(img, jrec):8.4f}")
+
+    print_integer_backend(images, out)
 
     ckpts = [p.stem for p in shipped_checkpoints()]
     print(f"\nRD curves of {len(ckpts)} shipped checkpoints vs {', '.join(DEMO_CODECS)} on {len(images)} samples")

@@ -228,7 +228,7 @@ def main(argv=None) -> Path:
     p.add_argument("--lambdas", nargs="+", default=list(LAMBDAS))
     p.add_argument("--teacher", default="mean-scale-{lam}", help="template, {lam} = lambda")
     p.add_argument("--student", default="student-{lam}")
-    p.add_argument("--qat", default="model/checkpoints/qat-student-{lam}.pt")
+    p.add_argument("--qat", default="model/checkpoints/qat/qat-student-{lam}.pt")
     p.add_argument("--artifact", default="int-student-{lam}")
     p.add_argument("--extra", nargs="*", default=[], metavar="LABEL=LAMBDA:CKPT",
                    help="single-lambda float rows, e.g. 'scratch=0.013:runs/st-0.013-scratch/final.pt'")
