@@ -687,10 +687,11 @@ def _collapse_transforms(transforms: dict) -> dict:
 
 
 def default_models() -> list[tuple[str, dict]]:
-    """Every zoo model at its default widths."""
+    """Every zoo model at its default widths, plus the deployable student width."""
+    from .distill import STUDENT_ARCH, student_latent
     from .zoo import MODELS
 
-    return [(arch, {}) for arch in MODELS]
+    return [(arch, {}) for arch in MODELS] + [(STUDENT_ARCH, {"N": 30, "M": student_latent(30)})]
 
 
 def report(models=None, width: int = 1920, height: int = 1080, **kw) -> tuple[str, dict]:

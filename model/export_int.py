@@ -190,8 +190,19 @@ def main(argv=None) -> Path:
     a = p.parse_args(argv)
     model, state = load_qat(a.qat)
     path = export_integer(model, a.out, state.get("meta"))
-    print(path)
+    print(f"wrote {path} (+ .npz)\n")
+    print(range_markdown(golden_net.IntegerModel.load(path)))
     return path
+
+
+def range_markdown(im: golden_net.IntegerModel) -> str:
+    """Static range analysis of an artifact as a Markdown table."""
+    lines = ["| layer | op | weight bits | input range | worst-case accumulator | bits needed | register | requant product bits |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in im.range_report():
+        lines.append(f"| {r['layer']} | {r['op']} | {r['w_bits']} | [{r['in_range'][0]}, {r['in_range'][1]}] | "
+                     f"{r['worst_acc']:,} | {r['acc_bits_needed']} | s{r['acc_bits']} | {r['product_bits']} (of 63) |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

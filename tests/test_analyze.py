@@ -93,7 +93,7 @@ def test_parameter_count(arch):
 
 def test_report_covers_every_zoo_model(tmp_path):
     md, data = report(None, probe=PROBE)  # default widths
-    assert [r["arch"] for r in data["models"]] == list(MODELS)
+    assert [r["arch"] for r in data["models"]] == list(MODELS) + ["hyperprior"]   # + the student width
     assert json.loads(json.dumps(data))["models"][0]["arch"] == "factorized"
     table = md.split("## ")[0]
     for arch in MODELS:
