@@ -233,6 +233,7 @@ def _steps(board: dict, target_cycles: int):
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
         InferQuantizedMatrixVectorActivation
     from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
     from finn.transformation.fpgadataflow.set_folding import SetFolding
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
@@ -254,7 +255,16 @@ def _steps(board: dict, target_cycles: int):
                    RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
                    InferShapes(), InferDataTypes()]),
         ("specialize", [SpecializeGDN(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
-        ("fold", [SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024), FoldGDN(target_cycles)]),
+        # FoldGDN before SetFolding: SetFolding does not know GDN_rtl, and its two-pass
+        # relaxation reruns the whole folding with the slowest layer's cycles as the new
+        # target -- with the GDNs still at PE=1 that was the GDN's unfolded cycles, which
+        # left every MVAU at PE=1 and slower than the target (16.3 fps at 256x256).
+        ("fold", [FoldGDN(target_cycles), SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024),
+                  FoldGDN(target_cycles)]),
+        # what FINN's build does before stitching: width converters where a producer's
+        # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
+        ("stitch_prep", [InsertDWC(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(),
+                         InferShapes()]),
     ]
 
 
@@ -263,7 +273,7 @@ def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 
 def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
-             codegen: bool = True, seed: int = 0) -> dict:
+             codegen: bool = True, seed: int = 0, target_cycles: int | None = None) -> dict:
     """Compile one exported transform; returns the report (also written as ``estimates.json``)."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
@@ -275,7 +285,10 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     os.environ.setdefault("FINN_BUILD_DIR", str(out / "tmp"))
     Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
     clk_hz = 1e9 / board["clk_ns"]
-    target_cycles = int(clk_hz / fps)
+    if target_cycles is None:
+        target_cycles = int(clk_hz / fps)
+    else:                                   # an explicit cycles/frame target wins over fps
+        fps = clk_hz / target_cycles
 
     model = ModelWrapper(str(qonnx_path))
     ishape = model.get_tensor_shape(model.graph.input[0].name)
@@ -291,7 +304,7 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
             model = model.transform(t)
         model = model.transform(GiveUniqueNodeNames())
         entry = {"step": step, "nodes": [n.op_type for n in model.graph.node]}
-        if verify and step not in ("specialize", "fold"):     # RTL layers execute only in rtlsim (xsim)
+        if verify and step not in ("specialize", "fold", "stitch_prep"):     # RTL layers execute only in rtlsim (xsim)
             inp_dt = model.get_tensor_datatype(model.graph.input[0].name)
             x = pixels.astype(np.float32) if inp_dt == DataType["UINT8"] and name == "g_a" else x_float
             if list(model.get_tensor_shape(model.graph.input[0].name)) != list(ishape):
@@ -354,11 +367,13 @@ def main(argv=None):
     p.add_argument("qonnx", help="exported transform (export_qonnx), e.g. overlay/build/qonnx/g_a.onnx")
     p.add_argument("--board", choices=sorted(BOARDS), nargs="*", default=["kv260"])
     p.add_argument("--fps", type=float, default=30.0, help="target frames/s of the export's image size")
+    p.add_argument("--target-cycles", type=int, default=None,
+                   help="folding target in cycles/frame (instead of --fps)")
     p.add_argument("--out", default=None, help="build root (default overlay/build)")
     p.add_argument("--no-codegen", action="store_true")
     a = p.parse_args(argv)
     for b in a.board:
-        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen)
+        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles)
         print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "resources_total")}))
         for s in r["steps"]:
             print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')}")
