@@ -100,6 +100,18 @@ def _cmd_export_int(a, rest) -> None:
     main(rest)
 
 
+def _cmd_prune(a, rest) -> None:
+    from licfpga.model.prune import main
+
+    print(f"wrote {main(rest)}")
+
+
+def _cmd_students(a, rest) -> None:
+    from .students import main
+
+    main(rest)
+
+
 def _cmd_plan(a, rest) -> None:
     from licfpga.overlay.plan import main
 
@@ -146,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("qat", help="Brevitas QAT of a student (see `licfpga qat --help`)", add_help=False)
     sub.add_parser("export-int", help="QAT checkpoint -> integer artifact (.json + .npz)", add_help=False)
     sub.add_parser("plan", help="FPGA planner: width + folding for a board, resolution and fps", add_help=False)
+    sub.add_parser("prune", help="GDN-aware channel pruning + fine-tuning, RD vs MACs", add_help=False)
+    sub.add_parser("students", help="Kodak RD table: teacher, student, QAT, integer model", add_help=False)
 
     pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
     pt.add_argument("logs", nargs="+")
@@ -176,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     # CompressAI calls torch.jit.script at import time, which warns on every run
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    # Brevitas at import: an optional CUDA kernel package and its own fx deprecation
+    warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
+    warnings.filterwarnings("ignore", message="brevitas.fx is deprecated")
     from licfpga.model.checkpoint import CheckpointError
     from licfpga.model.golden.network import ArtifactError  # noqa: F401  (a ValueError: caught below)
 
@@ -184,7 +201,8 @@ def main(argv=None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
-                   "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan}
+                   "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan,
+                   "prune": _cmd_prune, "students": _cmd_students}
     if argv[:1] and argv[0] in passthrough:
         passthrough[argv[0]](None, argv[1:])
         return 0
