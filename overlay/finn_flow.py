@@ -227,6 +227,35 @@ class FoldGDN(Transformation):
         return model, False
 
 
+class GuardMVUOutputQueue(Transformation):
+    """Work around an output-queue overflow of FINN+ 1.6.1's RTL MVU (found in the stitched
+    Verilator simulation, tests/hw/test_g_a_rtl.py): ``mvu_vvu_axi.sv`` sizes its output
+    queue for ``CORE_PIPELINE_DEPTH = 3 + clog2(SIMD+1) + (SIMD==1)`` results in flight,
+    but ``mvu.sv``'s pipeline is ``3 + clog2(SIMD) + (SIMD==1) + 1`` deep -- one stage more
+    whenever SIMD is not a power of two. When the MVU emits a result every cycle
+    (``SIMD == MW``) and its consumer back-pressures, one result too many arrives and the
+    RTL's own assertion fires ("Overflowing output queue"; in hardware a result would be
+    lost). With ``MW/SIMD >= 2`` at most every second cycle carries a result and the queue
+    cannot fill. So: for such an MVAU take the next smaller SIMD dividing MW and raise PE
+    (dividing MH) until the cycles are no worse than before."""
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type != "MVAU_rtl":
+                continue
+            op = getCustomOp(n)
+            mw, mh, simd = op.get_nodeattr("MW"), op.get_nodeattr("MH"), op.get_nodeattr("SIMD")
+            if simd != mw or simd <= 1 or simd & (simd - 1) == 0:
+                continue
+            before = op.get_exp_cycles()
+            op.set_nodeattr("SIMD", max(d for d in range(1, mw) if mw % d == 0))
+            for pe in (d for d in range(op.get_nodeattr("PE"), mh + 1) if mh % d == 0):
+                op.set_nodeattr("PE", pe)
+                if op.get_exp_cycles() <= before:
+                    break
+        return model, False
+
+
 # ---- the flow ------------------------------------------------------------------------------
 def _steps(board: dict, target_cycles: int):
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
@@ -260,7 +289,7 @@ def _steps(board: dict, target_cycles: int):
         # target -- with the GDNs still at PE=1 that was the GDN's unfolded cycles, which
         # left every MVAU at PE=1 and slower than the target (16.3 fps at 256x256).
         ("fold", [FoldGDN(target_cycles), SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024),
-                  FoldGDN(target_cycles)]),
+                  FoldGDN(target_cycles), GuardMVUOutputQueue()]),
         # what FINN's build does before stitching: width converters where a producer's
         # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
         ("stitch_prep", [InsertDWC(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(),
