@@ -257,12 +257,31 @@ class GuardMVUOutputQueue(Transformation):
 
 
 # ---- the flow ------------------------------------------------------------------------------
-def _steps(board: dict, target_cycles: int):
+class SetUniformFIFODepths(Transformation):
+    """Every hardware layer's in/out FIFO depth = ``depth`` (then FINN's InsertFIFO puts a
+    StreamingFIFO_rtl on every edge). FINN sizes FIFOs by simulating the stitched design
+    (step_set_fifo_depths: Vivado xsim); this uniform depth is the stand-in without it."""
+
+    def __init__(self, depth: int):
+        super().__init__()
+        self.depth = depth
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.domain.startswith("finn.custom_op.fpgadataflow"):
+                op = getCustomOp(n)
+                op.set_nodeattr("inFIFODepths", [self.depth] * len(op.get_nodeattr("inFIFODepths")))
+                op.set_nodeattr("outFIFODepths", [self.depth] * len(op.get_nodeattr("outFIFODepths")))
+        return model, False
+
+
+def _steps(board: dict, target_cycles: int, fifo_depth: int = 0):
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
         InferQuantizedMatrixVectorActivation
     from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
     from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
     from finn.transformation.fpgadataflow.set_folding import SetFolding
     from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
     from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
@@ -292,8 +311,9 @@ def _steps(board: dict, target_cycles: int):
                   FoldGDN(target_cycles), GuardMVUOutputQueue()]),
         # what FINN's build does before stitching: width converters where a producer's
         # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
-        ("stitch_prep", [InsertDWC(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(),
-                         InferShapes()]),
+        ("stitch_prep", [InsertDWC()]
+         + ([SetUniformFIFODepths(fifo_depth), InsertFIFO(create_shallow_fifos=False)] if fifo_depth > 2 else [])
+         + [PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(), InferShapes()]),
     ]
 
 
@@ -302,7 +322,7 @@ def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 
 def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
-             codegen: bool = True, seed: int = 0, target_cycles: int | None = None) -> dict:
+             codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0) -> dict:
     """Compile one exported transform; returns the report (also written as ``estimates.json``)."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
@@ -328,7 +348,7 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     report = {"transform": name, "board": board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
               "target_fps": fps, "target_cycles_per_frame": target_cycles, "input_shape": ishape, "steps": []}
     prev = None
-    for step, transforms in _steps(board, target_cycles):
+    for step, transforms in _steps(board, target_cycles, fifo_depth):
         for t in transforms:
             model = model.transform(t)
         model = model.transform(GiveUniqueNodeNames())
@@ -398,11 +418,13 @@ def main(argv=None):
     p.add_argument("--fps", type=float, default=30.0, help="target frames/s of the export's image size")
     p.add_argument("--target-cycles", type=int, default=None,
                    help="folding target in cycles/frame (instead of --fps)")
+    p.add_argument("--fifo-depth", type=int, default=0, help="StreamingFIFO depth on every edge (0: none)")
     p.add_argument("--out", default=None, help="build root (default overlay/build)")
     p.add_argument("--no-codegen", action="store_true")
     a = p.parse_args(argv)
     for b in a.board:
-        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles)
+        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
+                     fifo_depth=a.fifo_depth)
         print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "resources_total")}))
         for s in r["steps"]:
             print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')}")

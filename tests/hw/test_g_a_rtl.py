@@ -49,7 +49,7 @@ SIZE = 64
 TARGET_CYCLES = 50_000     # folding target (cycles/frame at 64x64): short simulation
 N_FREE = 3                 # free-running frames after the back-pressure frame
 TOP = "g_a_top"
-STITCH_FIFO_DEPTH = 0      # FINN StreamingFIFO depth between layers (0: none)
+STITCH_FIFO_DEPTH = int(os.environ.get("G_A_FIFO_DEPTH", 0))   # FINN StreamingFIFO_rtl on every edge (0: none; >0 does not build yet: fifo.sv)
 
 # ==================================================================== cocotb test (in the simulator)
 try:
@@ -221,7 +221,7 @@ def g_a_rtl():
         "import json\n"
         "from licfpga.overlay.finn_flow import run_flow\n"
         "from licfpga.overlay.rtl_stitch import stitch\n"
-        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(BUILD / 'finn')!r}, target_cycles={TARGET_CYCLES})\n"
+        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(BUILD / 'finn')!r}, target_cycles={TARGET_CYCLES}, fifo_depth={STITCH_FIFO_DEPTH})\n"
         f"s = stitch({str(BUILD / 'finn' / 'kv260' / 'g_a' / 'g_a_final.onnx')!r}, {str(BUILD / 'rtl')!r})\n"
         "print(json.dumps({'flow': {k: r[k] for k in ('steps', 'codegen', 'cycles_per_layer', 'max_cycles',"
         " 'folding', 'resources_total', 'target_cycles_per_frame')}, 'stitch': s}, default=str))")
@@ -278,7 +278,7 @@ def test_g_a_rtl_bit_exact(g_a_rtl, tmp_path):
     # the generated design: FINN RTL layers + our GDN, nothing else
     assert flow["codegen"]["rtl_failed"] == {} and flow["codegen"]["hls_not_generated"] == []
     kinds = {n["op_type"] for n in st["nodes"]}
-    assert kinds <= {"FMPadding_rtl", "ConvolutionInputGenerator_rtl", "StreamingDataWidthConverter_rtl",
+    assert kinds <= {"FMPadding_rtl", "ConvolutionInputGenerator_rtl", "StreamingDataWidthConverter_rtl", "StreamingFIFO_rtl",
                      "MVAU_rtl", "Thresholding_rtl", "GDN_rtl"}, kinds
     assert sum(n["op_type"] == "GDN_rtl" for n in st["nodes"]) == 3
     assert sum(n["op_type"] == "MVAU_rtl" for n in st["nodes"]) == 4
