@@ -71,9 +71,9 @@ def _with_fixed_gdn(path):
     return model.eval(), fixed.eval()
 
 
-def _ptq(path, calib):
+def _ptq(path, calib, po2: bool = False, bits: dict | None = None):
     model, _ = load_model(resolve_checkpoint(path), update=True)
-    q = quantize_student(model)
+    q = quantize_student(model, bits, po2)
     calibrate(q, calib)
     return q.eval()
 
@@ -105,7 +105,12 @@ def main(argv=None) -> Path:
     rows = {"gdn float (student)": _estimate(_with_fixed_gdn(a.reference)[0], images),
             "gdn, int8 network (PTQ)": _estimate(_ptq(a.reference, calib), images),
             "simplified float (student)": _estimate(load_model(resolve_checkpoint(a.simplified))[0], images),
-            "simplified, int8 network (PTQ)": _estimate(_ptq(a.simplified, calib), images)}
+            "simplified, int8 network (PTQ)": _estimate(_ptq(a.simplified, calib), images),
+            # quantiser choices on the GDN student (same calibration, no QAT):
+            "gdn, int8 network, power-of-two scales (PTQ)": _estimate(_ptq(a.reference, calib, po2=True), images),
+            "gdn, int8 g_a/g_s + 6-bit h_a/h_s weights (PTQ)": _estimate(
+                _ptq(a.reference, calib, bits={"h_a.*": 6, "h_s.*": 6}), images),
+            "gdn, 6-bit weights everywhere (PTQ)": _estimate(_ptq(a.reference, calib, bits={"*": 6}), images)}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     data = {"bd_rate_fixed_vs_float_gdn": bd_fixed, "float_points": float_pts, "fixed_points": fixed_pts,

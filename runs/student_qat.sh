@@ -4,6 +4,7 @@
 set -euo pipefail
 PY=.venv/bin/python
 for L in 0.013 0.0035 0.0067 0.025; do
+  [ -f runs/int/int-student-$L.json ] && continue
   while [ ! -f runs/st-$L/final.pt ]; do sleep 30; done
   $PY -W ignore -m licfpga.model.qat --student runs/st-$L/final.pt --steps 400 --threads 1 --out runs/qat-$L
   $PY -W ignore -m licfpga.model.export_int runs/qat-$L/final.pt --out runs/int/int-student-$L
