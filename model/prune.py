@@ -18,6 +18,7 @@ and an RD-vs-MACs table/plot.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -71,8 +72,11 @@ def prune(model: nn.Module, keep: int, x: torch.Tensor) -> nn.Module:
         raise ValueError(f"keep must be in [1, {N}], got {keep}")
     sal = saliency(model, x)
     out = ScaleHyperprior(keep, M, Nh=Nh)
-    for name in ("h_a", "h_s", "entropy_bottleneck", "gaussian_conditional"):
+    for name in ("h_a", "h_s"):
         getattr(out, name).load_state_dict(getattr(model, name).state_dict())
+    # copies: a final checkpoint's CDF buffers are sized, a fresh model's are empty
+    out.entropy_bottleneck = copy.deepcopy(model.entropy_bottleneck)
+    out.gaussian_conditional = copy.deepcopy(model.gaussian_conditional)
     for t in ("g_a", "g_s"):
         src, dst = getattr(model, t), getattr(out, t)
         prev = None                                   # kept input channels of the current conv

@@ -71,7 +71,9 @@ def test_distill_loss_terms_by_stage():
 @pytest.fixture
 def student():
     torch.manual_seed(0)
-    return ScaleHyperprior(8, 12).eval()
+    model = ScaleHyperprior(8, 12).eval()
+    model.update(force=True)       # like a final checkpoint: sized CDF buffers
+    return model
 
 
 def test_prune_to_full_width_is_identity(student):
