@@ -48,6 +48,8 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
 from .custom_op import DOMAIN as GDN_DOMAIN
+from .fifo_sizing import size_fifos  # noqa: F401 - re-exported: the depths SetFIFODepths takes
+from .threshold_proof import GoldenThresholds, prove
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = {"kv260": {"part": "xck26-sfvc784-2LV-c", "clk_ns": 5.0},
@@ -275,7 +277,28 @@ class SetUniformFIFODepths(Transformation):
         return model, False
 
 
-def _steps(board: dict, target_cycles: int, fifo_depth: int = 0):
+class SetFIFODepths(Transformation):
+    """Depth of named FIFOs (``{"StreamingFIFO_rtl_7": 34, ...}``, after InsertFIFO and
+    naming), e.g. the characterised depths of :func:`licfpga.overlay.fifo_sizing.size_fifos`;
+    other FIFOs keep theirs."""
+
+    def __init__(self, depths: dict):
+        super().__init__()
+        self.depths = dict(depths)
+
+    def apply(self, model):
+        names = {n.name for n in model.graph.node if n.op_type.startswith("StreamingFIFO")}
+        unknown = set(self.depths) - names
+        if unknown:
+            raise RuntimeError(f"no such FIFOs: {sorted(unknown)}")
+        for n in model.graph.node:
+            if n.name in self.depths:
+                getCustomOp(n).set_nodeattr("depth", int(self.depths[n.name]))
+        return model, False
+
+
+def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, transform: str = "g_a",
+           fifo_depths: dict | None = None):
     from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
     from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
         InferQuantizedMatrixVectorActivation
@@ -299,8 +322,11 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0):
         ("lower", [LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(),
                    InferShapes(), InferDataTypes()]),
         ("gdn_to_hw", [InferGDNLayer(), PixelInputAsUint8(), StripIOTransposes(), InferShapes(), InferDataTypes()]),
-        ("to_hw", [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation(),
-                   RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
+        # golden: FINN's float-derived thresholds are replaced by the integer artifact's
+        # (threshold_proof.GoldenThresholds) before FINN rounds/clips them and sizes widths
+        ("to_hw", [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation()]
+         + ([GoldenThresholds(golden.schema, golden.arrays, transform)] if golden is not None else [])
+         + [RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
                    InferShapes(), InferDataTypes()]),
         ("specialize", [SpecializeGDN(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
         # FoldGDN before SetFolding: SetFolding does not know GDN_rtl, and its two-pass
@@ -313,7 +339,8 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0):
         # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
         ("stitch_prep", [InsertDWC()]
          + ([SetUniformFIFODepths(fifo_depth), InsertFIFO(create_shallow_fifos=False)] if fifo_depth > 2 else [])
-         + [PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(), InferShapes()]),
+         + [PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(), InferShapes()]
+         + ([SetFIFODepths(fifo_depths)] if fifo_depths else [])),
     ]
 
 
@@ -322,8 +349,19 @@ def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 
 def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
-             codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0) -> dict:
-    """Compile one exported transform; returns the report (also written as ``estimates.json``)."""
+             codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0,
+             golden=None, fifo_depths: dict | None = None) -> dict:
+    """Compile one exported transform; returns the report (also written as ``estimates.json``).
+
+    ``golden``: path of the integer artifact (``model/checkpoints/int-student-0.013``) the
+    QONNX was exported from. Then FINN's thresholds are replaced by the artifact's
+    (:class:`~licfpga.overlay.threshold_proof.GoldenThresholds`; FINN's float-derived ones
+    differ by one at a few hundred of ~35 k thresholds of g_a), every verified step is also
+    compared with the golden :class:`IntegerModel` (``equal_to_golden``), and the final
+    model's thresholds are proven equal to the golden requantisation for every accumulator
+    value (``report["threshold_proof"]``, :func:`~licfpga.overlay.threshold_proof.prove`).
+    ``fifo_depth``: FINN FIFO of that depth on every edge; ``fifo_depths``: then override
+    named FIFOs' depths (:class:`SetFIFODepths`, e.g. from :func:`size_fifos`)."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
 
@@ -345,10 +383,16 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     pixels = rng.integers(0, 256, size=ishape)
     x_float = (pixels / 255.0).astype(np.float32) if name == "g_a" else rng.integers(-20, 21, size=ishape).astype(np.float32)
     ref = _execute(model, x_float)
+    im, gold = None, None
+    if golden is not None:
+        from licfpga.model.golden.network import IntegerModel
+        im = IntegerModel.load(golden)
+        if name == "g_a":
+            gold = im.run_transform(name, pixels[0].astype(np.int64))[None].astype(np.float32)   # NCHW
     report = {"transform": name, "board": board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
               "target_fps": fps, "target_cycles_per_frame": target_cycles, "input_shape": ishape, "steps": []}
     prev = None
-    for step, transforms in _steps(board, target_cycles, fifo_depth):
+    for step, transforms in _steps(board, target_cycles, fifo_depth, im, name, fifo_depths):
         for t in transforms:
             model = model.transform(t)
         model = model.transform(GiveUniqueNodeNames())
@@ -365,6 +409,8 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
             entry["equal_fraction"] = float((o == ref).mean())
             entry["max_abs_diff"] = float(np.abs(o - ref).max())
             entry["equal_to_previous_step"] = None if prev is None else float((o == prev).mean())
+            if gold is not None:
+                entry["equal_to_golden"] = float((o == gold).mean())
             prev = o
         report["steps"].append(entry)
         model.save(str(out / f"{name}_{len(report['steps']):02d}_{step}.onnx"))
@@ -381,6 +427,11 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
                    "resources_per_layer": res, "resources_total": total, "folding": folding,
                    "non_hw_nodes": [n.op_type for n in model.graph.node
                                     if not n.domain.startswith("finn.custom_op.fpgadataflow")]})
+    if im is not None:
+        report["threshold_proof"] = prove(model, im.schema, im.arrays, name)
+        if not report["threshold_proof"]["exact"]:
+            raise RuntimeError("thresholds differ from the golden requantisation: "
+                               + json.dumps(report["threshold_proof"], default=str)[:2000])
     if codegen:
         report["codegen"] = codegen_rtl(model, board, out)
     model.save(str(out / f"{name}_final.onnx"))
@@ -420,11 +471,16 @@ def main(argv=None):
                    help="folding target in cycles/frame (instead of --fps)")
     p.add_argument("--fifo-depth", type=int, default=0, help="StreamingFIFO depth on every edge (0: none)")
     p.add_argument("--out", default=None, help="build root (default overlay/build)")
+    p.add_argument("--fifo-depths", default=None,
+                   help="JSON {fifo node: depth} overriding --fifo-depth per FIFO (e.g. a characterisation's sizes)")
     p.add_argument("--no-codegen", action="store_true")
+    p.add_argument("--golden", default=None,
+                   help="integer artifact (e.g. model/checkpoints/int-student-0.013): golden thresholds + proof")
     a = p.parse_args(argv)
     for b in a.board:
         r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
-                     fifo_depth=a.fifo_depth)
+                     fifo_depth=a.fifo_depth, golden=a.golden,
+                     fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None)
         print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "resources_total")}))
         for s in r["steps"]:
             print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')}")

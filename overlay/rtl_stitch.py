@@ -126,7 +126,65 @@ def _patch_add_multi(text: str) -> str:
                         + hoisted + "\n" + _ADD_MULTI_ANCHOR)
 
 
-SIM_PATCHES = {"add_multi.sv": _patch_add_multi}
+# finn-rtllib/fifo/hdl/fifo.sv (finn-plus 1.6.1, StreamingFIFO_rtl) computes its memory
+# address split with the constant function INIT_ABITS() returning a struct abits_t
+# {lo, hi}, used for the localparam ABITS (fifo.sv:130). Verilator 5.48 cannot evaluate a
+# struct-valued constant function ("%Error: Expecting expression to be constant, but can't
+# determine constant for FUNCREF 'INIT_ABITS'"); Vivado can. The patch computes the same
+# two numbers with two int-valued constant functions (the identical statements, each
+# returning one field) into the localparams ABITS_LO / ABITS_HI, and rewrites every
+# ``ABITS.lo`` / ``ABITS.hi`` to them. Same parameters, same netlist; copy only
+# (``filelist.sim.f``), exact 1.6.1 text or a loud failure.
+_FIFO_OLD = (
+    "\ttypedef struct {\n"
+    "\t\tint unsigned  lo;\n"
+    "\t\tint unsigned  hi;\n"
+    "\t} abits_t;\n"
+    "\tfunction abits_t INIT_ABITS();\n"
+    "\t\tautomatic abits_t  abits = '{ lo: $clog2(DEPTH_REQ), hi: 0 };\n"
+    "\t\tif(abits.lo > MIN_ABITS) begin\n"
+    "\t\t\t// Consider Decomposition into lo + hi\n"
+    "\t\t\tautomatic int unsigned  hi_abits = $clog2(DEPTH_REQ - 2**(abits.lo-1));\n"
+    "\t\t\tif(hi_abits < abits.lo - 1) begin\n"
+    "\t\t\t\tabits.lo--;\n"
+    "\t\t\t\tabits.hi = hi_abits < 1? 1 : hi_abits;\n"
+    "\t\t\tend\n"
+    "\t\tend\n"
+    "\t\treturn  abits;\n"
+    "\tendfunction : INIT_ABITS\n"
+    "\tlocalparam abits_t       ABITS      = INIT_ABITS();\n")
+_FIFO_NEW = (
+    "\t// [licfpga sim patch] INIT_ABITS() returned a struct, which Verilator cannot\n"
+    "\t// evaluate as a constant: the same computation, one int-valued function per field\n"
+    "\tfunction int unsigned INIT_ABITS_LO();\n"
+    "\t\tautomatic int unsigned  lo = $clog2(DEPTH_REQ);\n"
+    "\t\tif(lo > MIN_ABITS) begin\n"
+    "\t\t\tautomatic int unsigned  hi_abits = $clog2(DEPTH_REQ - 2**(lo-1));\n"
+    "\t\t\tif(hi_abits < lo - 1)  lo--;\n"
+    "\t\tend\n"
+    "\t\treturn  lo;\n"
+    "\tendfunction : INIT_ABITS_LO\n"
+    "\tfunction int unsigned INIT_ABITS_HI();\n"
+    "\t\tautomatic int unsigned  lo = $clog2(DEPTH_REQ);\n"
+    "\t\tautomatic int unsigned  hi = 0;\n"
+    "\t\tif(lo > MIN_ABITS) begin\n"
+    "\t\t\tautomatic int unsigned  hi_abits = $clog2(DEPTH_REQ - 2**(lo-1));\n"
+    "\t\t\tif(hi_abits < lo - 1)  hi = hi_abits < 1? 1 : hi_abits;\n"
+    "\t\tend\n"
+    "\t\treturn  hi;\n"
+    "\tendfunction : INIT_ABITS_HI\n"
+    "\tlocalparam int unsigned  ABITS_LO   = INIT_ABITS_LO();\n"
+    "\tlocalparam int unsigned  ABITS_HI   = INIT_ABITS_HI();\n")
+
+
+def _patch_fifo(text: str) -> str:
+    if text.count(_FIFO_OLD) != 1:
+        raise RuntimeError("fifo.sv is not the finn-plus 1.6.1 text the Verilator patch expects")
+    text = text.replace(_FIFO_OLD, _FIFO_NEW)
+    return text.replace("ABITS.lo", "ABITS_LO").replace("ABITS.hi", "ABITS_HI")
+
+
+SIM_PATCHES = {"add_multi.sv": _patch_add_multi, "fifo.sv": _patch_fifo}
 
 
 def sim_file_list(files: list[Path], out: Path) -> tuple[list[Path], dict]:
@@ -337,6 +395,7 @@ def stitch(model_path, out_dir, top: str = "g_a_top") -> dict:
         "nodes": [{"name": nd["name"], "op_type": nd["op_type"], "module": nd["module"],
                    "cells": nd["cells"], "in_width": nd["in_width"], "out_width": nd["out_width"],
                    "exp_cycles": int(nd["op"].get_exp_cycles()),
+                   "depth": (int(nd["op"].get_nodeattr("depth")) if "depth" in nd["op"].get_nodeattr_types() else None),
                    "folding": {k: nd["op"].get_nodeattr(k) for k in ("PE", "SIMD")
                                if k in nd["op"].get_nodeattr_types()}} for nd in nodes],
         "input": {"name": inp, "shape": list(model.get_tensor_shape(inp)),
