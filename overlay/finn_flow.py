@@ -49,7 +49,7 @@ from qonnx.transformation.infer_shapes import InferShapes
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
 from .custom_op import DOMAIN as GDN_DOMAIN
 from .fifo_sizing import size_fifos  # noqa: F401 - re-exported: the depths SetFIFODepths takes
-from .threshold_proof import GoldenThresholds, prove
+from .threshold_proof import GoldenThresholds, prove, rtl_threshold_memories
 
 ROOT = Path(__file__).resolve().parent.parent
 BOARDS = {"kv260": {"part": "xck26-sfvc784-2LV-c", "clk_ns": 5.0},
@@ -434,6 +434,12 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
                                + json.dumps(report["threshold_proof"], default=str)[:2000])
     if codegen:
         report["codegen"] = codegen_rtl(model, board, out)
+        if im is not None:
+            # the RTL's threshold memory images hold exactly the proven thresholds
+            mem = rtl_threshold_memories(model)
+            report["threshold_proof"]["rtl_memories_equal"] = mem
+            if not all(mem.values()):
+                raise RuntimeError(f"RTL threshold memories differ from the proven thresholds: {mem}")
     model.save(str(out / f"{name}_final.onnx"))
     (out / "estimates.json").write_text(json.dumps(report, indent=1, default=str))
     return report

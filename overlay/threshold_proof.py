@@ -202,6 +202,45 @@ def cross_check(model_hw: ModelWrapper, im, transform: str, x_nhwc: np.ndarray) 
     return out
 
 
+def rtl_threshold_memories(model: ModelWrapper) -> dict:
+    """Do the memory images the RTL reads (``<node>_threshs_<pe>_<stage>.dat`` of every
+    Thresholding_rtl, after code generation) hold exactly the model's thresholds, i.e. the
+    ones :func:`prove` proved? thresholding.sv searches a binary tree: stage s holds, per
+    channel, the 2**s thresholds of in-order index (2j+1)*2**(B-1-s) - 1 (B output bits;
+    the threshold list padded with 0 to 2**B - 1 as FINN pads it), channels in order, one
+    file per PE (channels pe, pe+PE, ...), values in two's complement hex of the threshold
+    datatype's width. Returns {node: bool}."""
+    from qonnx.core.datatype import DataType
+
+    out = {}
+    for n in model.graph.node:
+        if n.op_type != "Thresholding_rtl":
+            continue
+        op = getCustomOp(n)
+        T = np.asarray(model.get_initializer(n.input[1])).astype(np.int64)
+        bits = DataType[op.get_nodeattr("weightDataType")].bitwidth()
+        ob = DataType[op.get_nodeattr("outputDataType")].bitwidth()
+        pe = op.get_nodeattr("PE")
+        if T.shape[0] == 1:
+            T = np.broadcast_to(T, (op.get_nodeattr("NumChannels"), T.shape[1]))
+        full = np.zeros((T.shape[0], 2**ob - 1), dtype=np.int64)
+        full[:, :T.shape[1]] = T
+        d = Path(op.get_nodeattr("code_gen_dir_ipgen"))
+        ok = True
+        for p in range(pe):
+            for st in range(ob):
+                f = d / f"{n.name}_threshs_{p}_{st}.dat"
+                if not f.is_file():
+                    ok = False
+                    continue
+                v = np.array([int(t, 16) for t in f.read_text().split()], dtype=np.int64)
+                v = np.where(v >= 2**(bits - 1), v - 2**bits, v)
+                idx = [(2 * j + 1) * 2**(ob - 1 - st) - 1 for j in range(2**st)]
+                ok &= bool(np.array_equal(v, full[p::pe][:, idx].reshape(-1)))
+        out[n.name] = bool(ok)
+    return out
+
+
 class GoldenThresholds(Transformation):
     """Overwrite each Thresholding node's thresholds (paired with the golden conv layers of
     ``transform`` in graph order) with those computed from the artifact's integer

@@ -336,6 +336,9 @@ def test_g_a_rtl_bit_exact(g_a_rtl, tmp_path):
     # the thresholds are the golden artifact's, proven for every accumulator value
     proof = flow["threshold_proof"]
     assert proof["exact"] and len(proof["layers"]) == 4 and all(not ly["mismatches"] for ly in proof["layers"])
+    # ... and the RTL's threshold memory images (.dat, binary-search tree order) hold exactly them
+    assert sorted(proof["rtl_memories_equal"]) == [f"Thresholding_rtl_{k}" for k in range(4)]
+    assert all(proof["rtl_memories_equal"].values()), proof["rtl_memories_equal"]
 
     im = IntegerModel.load(integer)
     x = np.stack(_crops(1 + N_FREE))
