@@ -66,7 +66,7 @@ FIFO_DEPTHS_FILE = os.environ.get("G_A_FIFO_DEPTHS", str(Path(__file__).resolve(
 
 
 def _fifo_depths() -> dict | None:
-    if not FIFO_DEPTHS_FILE:
+    if not FIFO_DEPTHS_FILE or not STITCH_FIFO_DEPTH:      # uniform depths, or no FIFOs at all
         return None
     f = Path(FIFO_DEPTHS_FILE)
     return json.loads((f if f.is_absolute() else ROOT / f).read_text())
@@ -374,7 +374,7 @@ def test_g_a_rtl_bit_exact(g_a_rtl, tmp_path):
               "est_cycles_per_pixel": est / pixels, "measured_cycles_per_pixel": ii / pixels,
               "latency_first_free_frame": res["latency_first_frame"], "ratio": ii / est,
               "fifo_depth": depth, "fifo_maxcount": fmax, "fifos_full": [f for f in fmax if fmax[f] >= depth[f]],
-              "fifo_sized": size_fifos(fmax, cap=STITCH_FIFO_DEPTH if not FIFO_DEPTHS_FILE else None), **timings}
+              "fifo_sized": size_fifos(fmax, cap=STITCH_FIFO_DEPTH if _fifo_depths() is None else None), **timings}
     (BUILD / "report.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
     # cycles/frame: the measured steady-state interval between consecutive free-running
