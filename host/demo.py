@@ -30,6 +30,8 @@ def print_integer_backend(images, out: Path, artifact: str = "int-student-0.013"
         return
     codec = IntegerCodec(artifact)
     print(f"\ninteger backend ({artifact}: int8 student, fixed-point GDN; what the FPGA computes)")
+    head = f"{'image':<10} {'bpp':>7} {'PSNR':>7} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}"
+    print(head + "\n" + "-" * len(head))
     for name, img in images:
         row, data, rec = measure_learned(codec, name, img)
         (out / f"{name}.int.lic").write_bytes(data)
