@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
-from .train import RandomCrops, center_crops, lr_at, rd_loss
+from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
 from .zoo import build_model
 
 STUDENT_ARCH = "hyperprior"
@@ -252,15 +252,7 @@ def main(argv=None) -> Path:
         else:
             res = {**rd_loss(s_out, x, lmbda, "mse"), "feat": torch.zeros(()), "chan": torch.zeros(()),
                    "out": torch.zeros(())}
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(params, args.clip)
-        opt.step()
-        aux = student.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        aux = optimizer_step(res["loss"], params, opt, student, aux_opt, args.clip)
         psnr = -10 * math.log10(max(res["mse"].item(), 1e-10))
         bar.set_postfix(stage=stage, loss=f"{res['loss'].item():.3f}", bpp=f"{res['bpp'].item():.3f}",
                         psnr=f"{psnr:.2f}")

@@ -30,7 +30,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .checkpoint import load_model, resolve_checkpoint, save_checkpoint
-from .train import RandomCrops, center_crops, lr_at, rd_loss
+from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
 from .zoo import ScaleHyperprior
 
 
@@ -114,15 +114,7 @@ def finetune(model, lmbda: float, steps: int, crops: RandomCrops, batch: int, lr
             g["lr"] = lr_at(step, steps, lr, 0.8)
         model.train()
         x = crops.batch(batch)
-        res = rd_loss(model(x), x, lmbda, "mse")
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        optimizer_step(rd_loss(model(x), x, lmbda, "mse")["loss"], params, opt, model, aux_opt, 1.0)
 
 
 def macs_per_px(model: nn.Module) -> dict[str, float]:

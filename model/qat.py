@@ -291,7 +291,7 @@ def parse_bits(specs) -> dict[str, int]:
 def main(argv=None) -> Path:
     """``licfpga qat``: calibrate + QAT fine-tune a float student, save a QAT checkpoint."""
     from .checkpoint import load_model, resolve_checkpoint
-    from .train import RandomCrops, center_crops, lr_at, rd_loss
+    from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
 
     p = argparse.ArgumentParser(prog="licfpga qat", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -350,14 +350,7 @@ def main(argv=None) -> Path:
         model.train()
         x = crops.batch(args.batch)
         res = rd_loss(model(x), x, lmbda, "mse")
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        aux = model.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        optimizer_step(res["loss"], params, opt, model, aux_opt, 1.0)
         if step % 50 == 0:
             log.writerow([step, "train", res["loss"].item(), res["bpp"].item(),
                           -10 * math.log10(max(res["mse"].item(), 1e-10)), args.lr, round(time.time() - t0, 1)])

@@ -105,6 +105,21 @@ def rd_loss(out: dict, x: torch.Tensor, lmbda: float, metric: str) -> dict:
     return {"loss": lmbda * distortion + bpp, "bpp": bpp, "mse": mse}
 
 
+def optimizer_step(loss: torch.Tensor, params, opt, aux_model, aux_opt, clip: float | None) -> torch.Tensor:
+    """One RD step: backward + clip + step on the main optimizer, then the entropy
+    bottleneck's auxiliary loss on its own optimizer. Returns the aux loss."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    aux = aux_model.aux_loss()
+    aux_opt.zero_grad(set_to_none=True)
+    aux.backward()
+    aux_opt.step()
+    return aux
+
+
 def lr_at(step: int, total: int, lr: float, decay_at: float) -> float:
     """Constant learning rate, then x0.1 for the last ``1 - decay_at`` of the steps."""
     return lr if step < decay_at * total else lr * 0.1
@@ -233,15 +248,7 @@ def main(argv=None) -> Path:
         net.train()
         x = crops.batch(args.batch)
         res = rd_loss(model(x), x, args.lmbda, args.metric)
-        opt.zero_grad(set_to_none=True)
-        res["loss"].backward()
-        if args.clip:
-            torch.nn.utils.clip_grad_norm_(params, args.clip)
-        opt.step()
-        aux = net.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        aux = optimizer_step(res["loss"], params, opt, net, aux_opt, args.clip)
         if rank == 0:
             psnr = -10 * math.log10(max(res["mse"].item(), 1e-10))
             bar.set_postfix(loss=f"{res['loss'].item():.3f}", bpp=f"{res['bpp'].item():.3f}", psnr=f"{psnr:.2f}")

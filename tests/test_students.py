@@ -117,3 +117,26 @@ def test_prune_shrinks_macs(student):
     assert m_small["encoder"] < 0.45 * m_full["encoder"]
     with pytest.raises(ValueError):
         prune.prune(student, 9, x)
+
+
+def test_qat_and_prune_commands(tmp_path, sample_image_dir):
+    """`licfpga qat` and `licfpga prune` end to end on the shipped student (a few steps)."""
+    from licfpga.model import qat
+    from licfpga.model.golden.network import IntegerModel
+    from licfpga.model.export_int import export_integer
+
+    common = ["--data", str(sample_image_dir), "--val-data", str(sample_image_dir), "--val-images", "1",
+              "--batch", "2", "--threads", "1"]
+    final = qat.main(["--student", "student-0.013", "--steps", "2", "--calib-batches", "1", "--patch", "64",
+                      "--bits", "h_s.*=6", "--out", str(tmp_path / "q"), *common])
+    model, state = qat.load_qat(final)
+    assert state["config"]["bits"] == {"h_s.*": 6} and state["meta"]["lambda"] == 0.013
+    im = IntegerModel.load(export_integer(model, tmp_path / "q-int"))
+    assert {r["layer"]: r["w_bits"] for r in im.range_report()}["h_s.0"] == 6
+    csv_path = prune.main(["--student", "student-0.013", "--keep", "24", "--steps", "2",
+                           "--out", str(tmp_path / "p"), *common])
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [int(r["keep"]) for r in rows] == [30, 24]
+    assert float(rows[1]["encoder"]) < 0.75 * float(rows[0]["encoder"])
+    pruned, pstate = load_model(tmp_path / "p" / "keep24.pt")
+    assert pstate["kwargs"]["N"] == 24 and pstate["kwargs"]["Nh"] == 30
