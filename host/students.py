@@ -94,15 +94,16 @@ def run(images, teachers, students, qats, artifacts, extras=(), progress=True) -
 
     total = (len(teachers) + len(students) + 2 * len(qats) + len(extras)) * n_img
     bar = tqdm(total=total, desc="students", unit="img", disable=not progress)
-    for label, ckpts in (("teacher (float, mean-scale N=64/M=96)", teachers), ("student (float, distilled)", students)):
-        for lam, ck in ckpts:
-            codec = Codec.load(ck)
-            info.setdefault(label, {"params": _params(codec.model), **macs_per_px(codec.model)})
-            rows = []
-            for name, img in images:
-                rows.append(measure_learned(codec, name, img)[0])
-                bar.update()
-            add(label, lam, rows)
+    float_runs = [("teacher (float, mean-scale N=64/M=96)", lam, ck) for lam, ck in teachers]
+    float_runs += [("student (float, distilled)", lam, ck) for lam, ck in students]
+    for label, lam, ck in float_runs + list(extras):
+        codec = Codec.load(ck)
+        info.setdefault(label, {"params": _params(codec.model), **macs_per_px(codec.model)})
+        rows = []
+        for name, img in images:
+            rows.append(measure_learned(codec, name, img)[0])
+            bar.update()
+        add(label, lam, rows)
     qat_label, int_label = "QAT student (int8 + fixed-point GDN)", "integer model (golden, real files)"
     artifacts = dict(artifacts)
     for lam, ck in qats:
@@ -122,14 +123,6 @@ def run(images, teachers, students, qats, artifacts, extras=(), progress=True) -
             bar.update(2)
         add(qat_label, lam, q_rows)
         add(int_label, lam, i_rows)
-    for label, lam, ck in extras:
-        codec = Codec.load(ck)
-        info.setdefault(label, {"params": _params(codec.model), **macs_per_px(codec.model)})
-        rows = []
-        for name, img in images:
-            rows.append(measure_learned(codec, name, img)[0])
-            bar.update()
-        add(label, lam, rows)
     bar.close()
     results = {label: results_json(label, rows, point_key="lambda") for label, rows in curves.items()}
     return {"images": [n for n, _ in images], "results": results, "info": info,
