@@ -172,6 +172,23 @@ def summarize(result: dict) -> dict:
     return {"table": table, **extra}
 
 
+def update(previous: dict, new: dict, note: str) -> dict:
+    """Replace, in a previous result, the (curve, lambda) points that ``new`` measured again
+    (same images); everything else is kept. ``note`` says why, and lands in the table."""
+    if previous["images"] != new["images"]:
+        raise ValueError("update: the runs used different images")
+    results = dict(previous["results"])
+    replaced = []
+    for label, r in new["results"].items():
+        lams = sorted({row["lambda"] for row in r["per_image"]})
+        kept = [row for row in previous["results"].get(label, {}).get("per_image", []) if row["lambda"] not in lams]
+        results[label] = results_json(label, kept + r["per_image"], point_key="lambda")
+        replaced.append(f"{label} at λ {', '.join(map(str, lams))}")
+    return {**previous, "results": results, "info": {**previous["info"], **new["info"]},
+            "agreement": new["agreement"], "agreement_previous": previous["agreement"],
+            "updated": {"note": note, "replaced": replaced}}
+
+
 def _f(v, spec=".2f"):
     return "n/a" if v is None else format(v, spec)
 
@@ -180,7 +197,12 @@ def markdown(result: dict, summary: dict) -> str:
     teacher_macs = next((r.get("encoder", 0) + r.get("decoder", 0) for r in summary["table"]
                          if r["label"].startswith("teacher")), None)
     lines = [f"Kodak, {len(result['images'])} images, one run. Every rate is real coded bytes "
-             "(`.lic` files; the QAT row's integers coded with the same tables and container overhead).", "",
+             "(`.lic` files; the QAT row's integers coded with the same tables and container overhead).", ""]
+    if "updated" in result:
+        u = result["updated"]
+        lines += [f"**Updated:** {u['note']} Re-measured (same images, same code): {'; '.join(u['replaced'])}; "
+                  "every other point is from the first run.", ""]
+    lines += [
              "| model | λ points | bpp | PSNR dB | BD-rate vs teacher (PSNR) | (MS-SSIM) | MACs/px enc + dec | vs teacher | params |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in summary["table"]:
@@ -194,7 +216,12 @@ def markdown(result: dict, summary: dict) -> str:
               f"- QAT vs float student: {_f(summary.get('qat_vs_float_student_bd_psnr'), '+.2f')} %; "
               f"integer vs float student: {_f(summary.get('integer_vs_float_student_bd_psnr'), '+.2f')} %",
               f"- integer vs QAT latents y: {_f(100 * summary['latent_equal_fraction'] if 'latent_equal_fraction' in summary else None, '.4f')} % "
-              f"identical, max difference {summary.get('latent_max_diff', 'n/a')} LSB"]
+              f"identical, max difference {summary.get('latent_max_diff', 'n/a')} LSB"
+              + (" (the re-measured models)" if "updated" in result else "")]
+    p = result.get("agreement_previous")
+    if p and p.get("total"):
+        lines.append(f"- first run (all four λ, before the update): {100 * p['equal'] / p['total']:.4f} % identical, "
+                     f"max difference {p['max_diff']} LSB")
     return "\n".join(lines) + "\n"
 
 
@@ -226,6 +253,9 @@ def main(argv=None) -> Path:
     p.add_argument("--extra", nargs="*", default=[], metavar="LABEL=LAMBDA:CKPT",
                    help="single-lambda float rows, e.g. 'scratch=0.013:runs/st-0.013-scratch/final.pt'")
     p.add_argument("--out", default="results/students")
+    p.add_argument("--update", default=None, metavar="SUMMARY_JSON",
+                   help="replace only the points measured now in this earlier summary.json")
+    p.add_argument("--note", default="", help="with --update: why the points were re-measured")
     a = p.parse_args(argv)
     images = load_images(a.data, a.limit)
     extras = []
@@ -235,6 +265,10 @@ def main(argv=None) -> Path:
         extras.append((label, lam, ck))
     result = run(images, _pairs(a.teacher, a.lambdas), _pairs(a.student, a.lambdas), _pairs(a.qat, a.lambdas),
                  _pairs(a.artifact, a.lambdas), extras)
+    if a.update:
+        previous = json.loads(Path(a.update).read_text())
+        previous.pop("summary", None)
+        result = update(previous, result, a.note)
     summary = write(result, a.out)
     print(markdown(result, summary))
     return Path(a.out) / "summary.md"

@@ -55,3 +55,20 @@ def test_every_shipped_artifact_passes_the_range_check():
         img = sample_image(64, 64)
         rec, _ = codec.decode(codec.encode(img))
         assert rec.shape == img.shape and np.abs(rec.astype(int) - img).mean() < 40
+
+
+def test_update_replaces_only_remeasured_points():
+    from licfpga.host.rd import results_json
+
+    def res(rows):
+        return {"images": ["a"], "results": {"s": results_json("s", rows, point_key="lambda")},
+                "info": {"s": {"params": 1}}, "agreement": {"equal": 9, "total": 10, "max_diff": 1}}
+
+    old = res([{"image": "a", "lambda": 0.1, "bpp": 0.2, "psnr": 30, "ms_ssim": 0.9},
+               {"image": "a", "lambda": 0.2, "bpp": 0.4, "psnr": 31, "ms_ssim": 0.95}])
+    new = res([{"image": "a", "lambda": 0.2, "bpp": 0.3, "psnr": 32, "ms_ssim": 0.96}])
+    merged = students.update(old, new, "why")
+    assert merged["results"]["s"]["results"]["bpp"] == [0.2, 0.3]
+    assert merged["updated"]["note"] == "why" and merged["agreement_previous"]["total"] == 10
+    with pytest.raises(ValueError):
+        students.update(old, {**new, "images": ["b"]}, "x")
