@@ -3,6 +3,7 @@
 # artifact exported from the *shipped* QAT file (so artifact == what the shipped QAT computes).
 set -euo pipefail
 PY=.venv/bin/python
+# (lambda 0.013 was shipped from runs/st-0.013b and runs/qat-0.013b: see runs/student_recipe.sh step 3)
 for L in ${LAMBDAS:-0.0035 0.0067 0.013 0.025}; do
   $PY -W ignore - <<PYEOF
 from pathlib import Path
