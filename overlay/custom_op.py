@@ -43,6 +43,20 @@ def gdn_attrs(p: golden_gdn.GDNIntParams, data_layout: str = "NCHW") -> dict:
     }
 
 
+# The kernel's integer parameters as node attributes: read by ``params_from_attrs``, shared
+# by this QONNX op and the FINN hardware layer (overlay/finn_gdn.py).
+GDN_PARAM_ATTRS = {
+    "channels": ("i", True, 0),
+    "inverse": ("i", True, 0, {0, 1}),
+    "variant": ("s", False, "gdn", {"gdn", "simplified"}),
+    "gamma": ("ints", True, []),
+    "beta": ("ints", True, []),
+    "shift": ("ints", True, []),
+    "gamma_bits": ("i", False, 16),
+    "acc_bits": ("i", False, 32),
+}
+
+
 def params_from_attrs(op: CustomOp) -> golden_gdn.GDNIntParams:
     """The :class:`GDNIntParams` of a ``GDN`` custom-op instance (or of a FINN GDN layer)."""
     c = int(op.get_nodeattr("channels"))
@@ -75,14 +89,7 @@ class GDN(CustomOp):
 
     def get_nodeattr_types(self):
         return {
-            "channels": ("i", True, 0),
-            "inverse": ("i", True, 0, {0, 1}),
-            "variant": ("s", False, "gdn", {"gdn", "simplified"}),
-            "gamma": ("ints", True, []),
-            "beta": ("ints", True, []),
-            "shift": ("ints", True, []),
-            "gamma_bits": ("i", False, 16),
-            "acc_bits": ("i", False, 32),
+            **GDN_PARAM_ATTRS,
             "in_scale": ("f", True, 1.0),
             "out_scale": ("f", True, 1.0),
             "data_layout": ("s", False, "NCHW", {"NCHW", "NHWC"}),

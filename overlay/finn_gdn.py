@@ -30,7 +30,7 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from finn.custom_op.fpgadataflow.rtlbackend import RTLBackend
 from licfpga.model.golden import gdn as golden_gdn
 
-from .custom_op import gdn_int_layout, params_from_attrs
+from .custom_op import GDN_PARAM_ATTRS, gdn_int_layout, params_from_attrs
 
 RTL_SRC = Path(__file__).resolve().parent.parent / "hls" / "gdn" / "gdn_axis.sv"
 
@@ -58,16 +58,9 @@ class GDN(HWCustomOp):
     def get_nodeattr_types(self):
         attrs = super().get_nodeattr_types()
         attrs.update({
-            "channels": ("i", True, 0),
+            **GDN_PARAM_ATTRS,
             "PE": ("i", False, 1),
             "numInputVectors": ("ints", False, [1]),      # [N, H, W]
-            "inverse": ("i", True, 0, {0, 1}),
-            "variant": ("s", False, "gdn", {"gdn", "simplified"}),
-            "gamma": ("ints", True, []),
-            "beta": ("ints", True, []),
-            "shift": ("ints", True, []),
-            "gamma_bits": ("i", False, 16),
-            "acc_bits": ("i", False, 32),
             "in_scale": ("f", False, 1.0),     # informative: the integers' float scales
             "out_scale": ("f", False, 1.0),
             "inputDataType": ("s", False, "INT8"),
