@@ -194,7 +194,6 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
     warnings.filterwarnings("ignore", message="brevitas.fx is deprecated")
     from licfpga.model.checkpoint import CheckpointError
-    from licfpga.model.golden.network import ArtifactError  # noqa: F401  (a ValueError: caught below)
 
     from .container import ContainerError
     from .images import ImagePolicyError

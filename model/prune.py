@@ -119,11 +119,10 @@ def finetune(model, lmbda: float, steps: int, crops: RandomCrops, batch: int, lr
 
 def macs_per_px(model: nn.Module) -> dict[str, float]:
     """Encoder (g_a+h_a+h_s) and decoder (h_s+g_s) MACs per input pixel, from layer shapes."""
-    def conv_macs(m, scale):   # scale: output pixels per input pixel
-        k = m.kernel_size[0] * m.kernel_size[1]
-        if isinstance(m, nn.ConvTranspose2d):   # per *input* pixel of the layer, k taps each
-            return m.in_channels * m.out_channels * k * scale
-        return m.in_channels * m.out_channels * k * scale
+    def conv_macs(m, pixels):
+        """Ci*Co*k*k per pixel; ``pixels`` (per image pixel) is the conv's output, or the
+        transposed conv's input resolution (each input pixel scatters k*k taps)."""
+        return m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * pixels
 
     def walk(seq, res):         # res: pixels of the layer's input per image pixel
         total = 0.0
