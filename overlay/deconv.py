@@ -234,6 +234,29 @@ def subpixel_weights(weight: np.ndarray, stride: int, padding: int = 0, output_p
     return cw, pad
 
 
+def depth_to_space_nhwc(x: np.ndarray, s: int, order: str = "dcr") -> np.ndarray:
+    """Depth-to-space on channels-last data ``[..., H, W, s*s*C] -> [..., s*H, s*W, C]``.
+
+    ``order="dcr"``: input channel ``(ry*s + rx)*C + c`` (ONNX ``DepthToSpace`` mode DCR,
+    what :func:`subpixel_weights` ``order="dcr"`` produces and what the RTL kernel
+    ``hls/depth_to_space/depth_to_space_axis.sv`` streams); ``"crd"``: ``c*s*s + ry*s + rx``
+    (``nn.PixelShuffle``). The golden model of that kernel."""
+    x = np.asarray(x)
+    *lead, h, w, cs = x.shape
+    if s < 1 or cs % (s * s):
+        raise ValueError(f"{cs} channels are not a multiple of s*s = {s * s}")
+    c = cs // (s * s)
+    if order == "dcr":
+        y = x.reshape(*lead, h, w, s, s, c)                      # ..., h, w, ry, rx, c
+    elif order == "crd":
+        y = np.moveaxis(x.reshape(*lead, h, w, c, s, s), -3, -1)  # ..., h, w, ry, rx, c
+    else:
+        raise ValueError(f"order must be 'crd' or 'dcr', got {order!r}")
+    nl = len(lead)
+    y = y.transpose(*range(nl), nl, nl + 2, nl + 1, nl + 3, nl + 4)  # ..., h, ry, w, rx, c
+    return np.ascontiguousarray(y.reshape(*lead, h * s, w * s, c))
+
+
 def _pad_or_crop(x: np.ndarray, before: int, after: int, axis: int) -> np.ndarray:
     """Zero-pad (positive) or crop (negative) one axis."""
     n = x.shape[axis]
