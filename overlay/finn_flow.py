@@ -46,7 +46,9 @@ from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNode
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
+from . import finn_d2s  # noqa: F401 - registers DepthToSpace / DepthToSpace_rtl in FINN's domains
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
+from .deconv import subpixel_geometry, subpixel_weights
 from .custom_op import DOMAIN as GDN_DOMAIN
 from .fifo_sizing import size_fifos  # noqa: F401 - re-exported: the depths SetFIFODepths takes
 from .threshold_proof import GoldenThresholds, prove, rtl_threshold_memories
@@ -134,24 +136,157 @@ class InferGDNLayer(Transformation):
         return model, False
 
 
-class PixelInputAsUint8(Transformation):
-    """The first MultiThreshold quantises the float pixels x in [0, 1] to uint8 with scale
-    1/255. Make the graph input the uint8 pixels themselves (x*255, FINN datatype UINT8)
-    and drop that MultiThreshold (checked to be the identity on them)."""
+class IntegerInput(Transformation):
+    """The first MultiThreshold quantises the float input to integers: pixels x in [0, 1]
+    with scale 1/255 (g_a), latents with scale 1 (h_s, g_s: int8, narrow range). Make the
+    graph input the integers themselves (FINN datatype UINT8 / INT8) and drop that
+    MultiThreshold (checked to be the identity on them)."""
+
+    GRIDS = {"g_a": (1.0 / 255.0, 0, 255, "UINT8"), "h_a": (1.0, -127, 127, "INT8"),
+             "h_s": (1.0, -127, 127, "INT8"), "g_s": (1.0, -127, 127, "INT8")}
+
+    def __init__(self, transform: str = "g_a"):
+        super().__init__()
+        self.scale, self.lo, self.hi, self.dtype = self.GRIDS[transform]
 
     def apply(self, model):
         inp = model.graph.input[0].name
         mt = model.find_consumer(inp)
         if mt is None or mt.op_type != "MultiThreshold":
             return model, False
-        if not _mt_is_identity(model, mt, 1.0 / 255.0, 0, 255):
-            raise RuntimeError("first MultiThreshold is not uint8 pixels with scale 1/255")
+        if not _mt_is_identity(model, mt, self.scale, self.lo, self.hi):
+            raise RuntimeError(f"first MultiThreshold is not the {self.dtype} grid with scale {self.scale}")
         for n in model.find_consumers(mt.output[0]):
             for i, t in enumerate(n.input):
                 if t == mt.output[0]:
                     n.input[i] = inp
         model.graph.node.remove(mt)
-        model.set_tensor_datatype(inp, DataType["UINT8"])
+        model.set_tensor_datatype(inp, DataType[self.dtype])
+        return model, False
+
+
+class OutputAsInteger(Transformation):
+    """A final scalar ``Mul`` turns the last MultiThreshold's integers into floats (g_s: the
+    pixels' 1/255). The accelerator returns the integers: drop the Mul, and record its scale
+    in the model's metadata (``output_scale``) so the flow can still compare with the float
+    reference."""
+
+    def apply(self, model):
+        out = model.graph.output[0].name
+        mul = model.find_producer(out)
+        if mul is None or mul.op_type != "Mul":
+            return model, False
+        s = model.get_initializer(mul.input[1])
+        prev = model.find_producer(mul.input[0])
+        if s is None or s.size != 1 or prev is None:
+            return model, False
+        dt = model.get_tensor_datatype(mul.input[0])
+        if not dt.is_integer():
+            return model, False
+        prev.output[:] = [out if t == mul.input[0] else t for t in prev.output]
+        model.graph.node.remove(mul)
+        model.set_tensor_datatype(out, dt)
+        model.set_metadata_prop("output_scale", repr(float(s.reshape(-1)[0])))
+        return model, False
+
+
+class SubPixelDeconv(Transformation):
+    """``ConvTranspose(k, s, p, output_padding) -> MultiThreshold`` (after streamlining: the
+    bias and scales are in the thresholds) becomes ``Conv(k', stride 1, S*S*Co outputs) ->
+    MultiThreshold (thresholds tiled S*S times) -> DepthToSpace(S, DCR)``
+    (:func:`licfpga.overlay.deconv.subpixel_weights`, order ``"dcr"``). Exact: the integer
+    accumulators are the same sums (the sub-pixel kernel only adds zero taps), and a
+    per-channel MultiThreshold commutes with depth-to-space once its rows are tiled. FINN
+    then lowers the Conv like any other; no multiplies by inserted zeros (unlike FINN's
+    InferPixelPaddingDeconv, which also ignores output_padding)."""
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type != "ConvTranspose":
+                continue
+            a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+            w = model.get_initializer(n.input[1])
+            mt = model.find_consumer(n.output[0])
+            if len(n.input) > 2 or w is None or mt is None or mt.op_type != "MultiThreshold":
+                raise RuntimeError(f"{n.name}: expected ConvTranspose(x, W) -> MultiThreshold after streamlining")
+            k = list(a["kernel_shape"])
+            st, pads = list(a.get("strides", [1, 1])), list(a.get("pads", [0, 0, 0, 0]))
+            op = list(a.get("output_padding", [0, 0]))
+            if a.get("group", 1) != 1 or list(a.get("dilations", [1, 1])) != [1, 1] or len(set(k)) != 1 \
+                    or len(set(st)) != 1 or len(set(pads)) != 1 or len(set(op)) != 1:
+                raise RuntimeError(f"{n.name}: only square, ungrouped, symmetric transposed convs: {a}")
+            s, p, opad = st[0], pads[0], op[0]
+            g = subpixel_geometry(k[0], s, p, opad)
+            if g.crop or g.pad_before != g.pad_after or g.pad_before < 0:
+                raise RuntimeError(f"{n.name}: sub-pixel form needs a crop/asymmetric pad ({g}); not supported")
+            cw, _ = subpixel_weights(w, s, p, opad, order="dcr")
+            co = w.shape[1]
+            xin = n.input[0]
+            ishape = model.get_tensor_shape(xin)
+            sub_shape = [ishape[0], co * s * s, ishape[2], ishape[3]]
+            names = []
+            for _ in range(3):        # each new name must exist before the next is drawn
+                names.append(model.make_new_valueinfo_name())
+                model.set_tensor_shape(names[-1], sub_shape)
+            conv_out, mt_out, wname = names
+            model.set_initializer(wname, cw.astype(np.float32))
+            model.set_tensor_datatype(wname, model.get_tensor_datatype(n.input[1]))
+            conv = helper.make_node("Conv", [xin, wname], [conv_out], kernel_shape=[g.sub_kernel] * 2,
+                                    pads=[g.pad_before] * 4, strides=[1, 1], dilations=[1, 1], group=1,
+                                    name=n.name + "_subpixel")
+            T = model.get_initializer(mt.input[1])
+            if T.shape[0] == co:
+                model.set_initializer(mt.input[1], np.tile(T, (s * s, 1)))
+            elif T.shape[0] != 1:
+                raise RuntimeError(f"{mt.name}: thresholds {T.shape} for {co} channels")
+            final = mt.output[0]
+            mt.input[0] = conv_out
+            mt.output[0] = mt_out
+            d2s = helper.make_node("DepthToSpace", [mt_out], [final], blocksize=s, mode="DCR",
+                                   name=n.name + "_d2s")
+            model.set_tensor_datatype(mt_out, model.get_tensor_datatype(final))
+            idx = list(model.graph.node).index(n)
+            model.graph.node.remove(n)
+            model.graph.node.insert(idx, conv)
+            model.graph.node.insert(list(model.graph.node).index(mt) + 1, d2s)
+            return model, True
+        return model, False
+
+
+class InferDepthToSpaceLayer(Transformation):
+    """``Transpose(NHWC->NCHW) -> DepthToSpace(DCR)`` -> our NHWC ``DepthToSpace`` hardware
+    layer (:mod:`licfpga.overlay.finn_d2s`) followed by the Transpose: depth-to-space of
+    channels-last data keeps the stream channel-innermost."""
+
+    def apply(self, model):
+        for d in model.graph.node:
+            if d.op_type != "DepthToSpace" or d.domain not in ("", "ai.onnx"):
+                continue
+            a = {x.name: helper.get_attribute_value(x) for x in d.attribute}
+            mode = a.get("mode", b"DCR")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            tr = model.find_producer(d.input[0])
+            if mode != "DCR" or tr is None or tr.op_type != "Transpose" or \
+                    list(helper.get_attribute_value(tr.attribute[0])) != [0, 3, 1, 2]:
+                raise RuntimeError(f"{d.name}: expected Transpose(0,3,1,2) -> DepthToSpace(DCR)")
+            src = tr.input[0]
+            n_, h, w, cs = model.get_tensor_shape(src)
+            s = int(a["blocksize"])
+            dt = model.get_tensor_datatype(src)
+            mid = model.make_new_valueinfo_name()
+            hw = helper.make_node("DepthToSpace", [src], [mid], domain="finn.custom_op.fpgadataflow",
+                                  backend="fpgadataflow", NumChannels=cs // (s * s), BlockSize=s,
+                                  numInputVectors=[n_, h, w], SIMD=1, dataType=dt.name, name=d.name + "_hw")
+            new_tr = helper.make_node("Transpose", [mid], [d.output[0]], perm=[0, 3, 1, 2], name=d.name + "_tr")
+            model.set_tensor_shape(mid, [n_, s * h, s * w, cs // (s * s)])
+            model.set_tensor_datatype(mid, dt)
+            idx = list(model.graph.node).index(d)
+            model.graph.node.remove(d)
+            model.graph.node.insert(idx, new_tr)
+            model.graph.node.insert(idx, hw)
+            if not model.find_consumers(tr.output[0]):
+                model.graph.node.remove(tr)
+            return model, True
         return model, False
 
 
@@ -186,14 +321,17 @@ class StripIOTransposes(Transformation):
         return model, False
 
 
-class SpecializeGDN(Transformation):
-    """FINN's SpecializeLayers picks variants from FINN's own registries; our GDN has one
-    backend, RTL: ``GDN`` -> ``GDN_rtl`` in ``finn.custom_op.fpgadataflow.rtl``."""
+class SpecializeOurLayers(Transformation):
+    """FINN's SpecializeLayers picks variants from FINN's own registries; our layers (GDN,
+    DepthToSpace) have one backend, RTL: ``<op>`` -> ``<op>_rtl`` in
+    ``finn.custom_op.fpgadataflow.rtl``."""
+
+    OPS = ("GDN", "DepthToSpace")
 
     def apply(self, model):
         for i, n in enumerate(model.graph.node):
-            if n.op_type == "GDN" and n.domain == "finn.custom_op.fpgadataflow":
-                new = helper.make_node("GDN_rtl", n.input, n.output, domain="finn.custom_op.fpgadataflow.rtl",
+            if n.op_type in self.OPS and n.domain == "finn.custom_op.fpgadataflow":
+                new = helper.make_node(n.op_type + "_rtl", n.input, n.output, domain="finn.custom_op.fpgadataflow.rtl",
                                        name=n.name)
                 new.attribute.extend(a for a in n.attribute if a.name != "preferred_impl_style")
                 model.graph.node.remove(n)
@@ -211,7 +349,9 @@ class PreferRTL(Transformation):
 
 
 class FoldGDN(Transformation):
-    """PE of every GDN layer: the smallest divisor of C with pixels*C*C/PE <= target."""
+    """Folding of our layers: PE of every GDN, the smallest divisor of C with
+    pixels*C*C/PE <= target; SIMD of every DepthToSpace, the smallest divisor of C whose
+    cycles meet the target."""
 
     def __init__(self, target_cycles: int):
         super().__init__()
@@ -219,13 +359,22 @@ class FoldGDN(Transformation):
 
     def apply(self, model):
         for n in model.graph.node:
-            if n.op_type.startswith("GDN") and n.domain.startswith("finn.custom_op.fpgadataflow"):
+            if not n.domain.startswith("finn.custom_op.fpgadataflow"):
+                continue
+            if n.op_type.startswith("GDN"):
                 op = getCustomOp(n)
                 c = op.get_nodeattr("channels")
                 pix = int(np.prod(op.get_nodeattr("numInputVectors")))
                 divs = [d for d in range(1, c + 1) if c % d == 0]
                 pe = next((d for d in divs if pix * c * c // d <= self.target), c)
                 op.set_nodeattr("PE", pe)
+            elif n.op_type.startswith("DepthToSpace"):
+                op = getCustomOp(n)
+                c = op.get_nodeattr("NumChannels")
+                for d in (d for d in range(1, c + 1) if c % d == 0):
+                    op.set_nodeattr("SIMD", d)
+                    if op.get_exp_cycles() <= self.target:
+                        break
         return model, False
 
 
@@ -319,16 +468,19 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, tr
         ("tidy", [RaiseBiasZeroPoint(), InferShapes(), InferDataTypes()]),
         ("qonnx_to_finn", [ConvertQONNXtoFINN()]),
         ("streamline", [Streamline()]),
+        ("subpixel", [SubPixelDeconv(), InferShapes(), InferDataTypes(), Streamline()]),
         ("lower", [LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(),
                    InferShapes(), InferDataTypes()]),
-        ("gdn_to_hw", [InferGDNLayer(), PixelInputAsUint8(), StripIOTransposes(), InferShapes(), InferDataTypes()]),
+        ("gdn_to_hw", [InferDepthToSpaceLayer(), AbsorbConsecutiveTransposes(), InferGDNLayer(),
+                       IntegerInput(transform), OutputAsInteger(), StripIOTransposes(), InferShapes(),
+                       InferDataTypes()]),
         # golden: FINN's float-derived thresholds are replaced by the integer artifact's
         # (threshold_proof.GoldenThresholds) before FINN rounds/clips them and sizes widths
         ("to_hw", [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation()]
          + ([GoldenThresholds(golden.schema, golden.arrays, transform)] if golden is not None else [])
          + [RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
                    InferShapes(), InferDataTypes()]),
-        ("specialize", [SpecializeGDN(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
+        ("specialize", [SpecializeOurLayers(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
         # FoldGDN before SetFolding: SetFolding does not know GDN_rtl, and its two-pass
         # relaxation reruns the whole folding with the slowest layer's cycles as the new
         # target -- with the GDNs still at PE=1 that was the GDN's unfolded cycles, which
@@ -387,8 +539,9 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     if golden is not None:
         from licfpga.model.golden.network import IntegerModel
         im = IntegerModel.load(golden)
-        if name == "g_a":
-            gold = im.run_transform(name, pixels[0].astype(np.int64))[None].astype(np.float32)   # NCHW
+        x_int = pixels[0] if name == "g_a" else x_float[0]
+        gold = im.run_transform(name, x_int.astype(np.int64))[None].astype(np.float32)   # NCHW integers
+        gold_scale = float(im.schema["transforms"][name][-1]["out_scale"])
     report = {"transform": name, "board": board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
               "target_fps": fps, "target_cycles_per_frame": target_cycles, "input_shape": ishape, "steps": []}
     prev = None
@@ -405,12 +558,14 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
             o = _execute(model, x)
             if o.shape != ref.shape:           # NHWC output: compare in NCHW
                 o = np.transpose(o, (0, 3, 1, 2))
+            # OutputAsInteger dropped the output scale (g_s: 1/255): compare in float units
+            o = o.astype(np.float32) * np.float32(float(model.get_metadata_prop("output_scale") or 1.0))
             # after streamlining the output is the integer y; the reference is y*1 (scale 1)
             entry["equal_fraction"] = float((o == ref).mean())
             entry["max_abs_diff"] = float(np.abs(o - ref).max())
             entry["equal_to_previous_step"] = None if prev is None else float((o == prev).mean())
             if gold is not None:
-                entry["equal_to_golden"] = float((o == gold).mean())
+                entry["equal_to_golden"] = float((np.rint(o / gold_scale) == gold).mean())
             prev = o
         report["steps"].append(entry)
         model.save(str(out / f"{name}_{len(report['steps']):02d}_{step}.onnx"))

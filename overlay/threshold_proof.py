@@ -71,7 +71,24 @@ def golden_thresholds(mult: int, shift: int, lo: int, hi: int, b: int) -> np.nda
 
 
 def conv_layers(schema: dict, transform: str) -> list[dict]:
-    return [ly for ly in schema["transforms"][transform] if ly["op"] == "conv"]
+    return [ly for ly in schema["transforms"][transform] if ly["op"] in ("conv", "deconv")]
+
+
+def as_conv(ly: dict, arrays) -> dict:
+    """The golden layer as the convolution FINN runs: a conv as is; a transposed conv as its
+    sub-pixel conv (:func:`licfpga.overlay.deconv.subpixel_weights`, order DCR, as the flow's
+    SubPixelDeconv builds it) with bias, mult and shift tiled over the S*S phases.
+    Returns int64 ``weight [Co, Ci, k, k]``, ``bias``, ``mult``, ``shift`` and ``stride``,
+    ``padding``."""
+    w, b, mult, shift = (np.asarray(arrays[ly[k]]).astype(np.int64) for k in ("weight", "bias", "mult", "shift"))
+    if ly["op"] == "conv":
+        return {"weight": w, "bias": b, "mult": mult, "shift": shift, "stride": ly["stride"], "padding": ly["padding"]}
+    from .deconv import subpixel_weights
+    s = ly["stride"]
+    cw, pads = subpixel_weights(w, s, ly["padding"], ly["output_padding"], order="dcr")
+    rep = s * s
+    return {"weight": cw, "bias": np.tile(b, rep), "mult": np.tile(mult, rep), "shift": np.tile(shift, rep),
+            "stride": 1, "padding": pads[0]}
 
 
 def _pairs(model: ModelWrapper) -> list[tuple]:
@@ -108,10 +125,8 @@ def prove(model: ModelWrapper, schema: dict, arrays, transform: str = "g_a") -> 
         raise RuntimeError(f"{len(pairs)} MVAU/Thresholding pairs vs {len(layers)} golden conv layers")
     rep = {"transform": transform, "layers": [], "exact": True}
     for (mv, th), ly in zip(pairs, layers):
-        w = arrays[ly["weight"]].astype(np.int64)
-        b = arrays[ly["bias"]].astype(np.int64)
-        mult = arrays[ly["mult"]].astype(np.int64)
-        shift = arrays[ly["shift"]].astype(np.int64)
+        cv = as_conv(ly, arrays)
+        w, b, mult, shift = cv["weight"], cv["bias"], cv["mult"], cv["shift"]
         lo, hi = ly["out_range"]
         ilo, ihi = ly["in_range"]
         co, ci, k, _ = w.shape
@@ -191,10 +206,11 @@ def cross_check(model_hw: ModelWrapper, im, transform: str, x_nhwc: np.ndarray) 
     out = []
     for pad, (mv, th), ly in zip(pads, pairs, layers):
         xin = np.transpose(ctx[pad.input[0]][0], (2, 0, 1)).astype(np.int64)
-        b = im.arrays[ly["bias"]].astype(np.int64)
-        acc = conv2d_acc(xin, im.arrays[ly["weight"]], np.zeros_like(b), ly["stride"], ly["padding"])
+        cv = as_conv(ly, im.arrays)
+        b = cv["bias"]
+        acc = conv2d_acc(xin, cv["weight"], np.zeros_like(b), cv["stride"], cv["padding"])
         finn = np.transpose(ctx[mv.output[0]][0], (2, 0, 1))
-        req = requantize(acc + b[:, None, None], im.arrays[ly["mult"]], im.arrays[ly["shift"]], *ly["out_range"])
+        req = requantize(acc + b[:, None, None], cv["mult"], cv["shift"], *ly["out_range"])
         y = np.transpose(ctx[th.output[0]][0], (2, 0, 1))
         out.append({"mvau": mv.name, "golden": ly["name"], "values": int(acc.size),
                     "mvau_out_equals_golden_acc_minus_bias": bool(np.array_equal(finn, acc)),
@@ -253,9 +269,9 @@ class GoldenThresholds(Transformation):
 
     def apply(self, model):
         for (mv, th), ly in zip(_pairs(model), conv_layers(self.schema, self.transform)):
-            a = self.arrays
             lo, hi = ly["out_range"]
-            b, mult, shift = (a[ly[k]].astype(np.int64) for k in ("bias", "mult", "shift"))
+            cv = as_conv(ly, self.arrays)
+            b, mult, shift = cv["bias"], cv["mult"], cv["shift"]
             T = np.stack([golden_thresholds(mult[c], shift[c], lo, hi, b[c]) for c in range(len(b))])
             if np.abs(T).max() >= 2**24:
                 raise RuntimeError(f"{th.name}: golden thresholds not exact in float32")
