@@ -65,7 +65,6 @@ overlay-vivado: $(STAMP)
 # 1.21: incompatible with .venv's pins); licfpga itself --no-deps (its golden models are
 # NumPy only); torch is the main venv's torch==2.14.1, linked in (FINN imports it only in
 # LayerNorm). The exported QONNX files are the boundary between the two environments.
-FINN_FPS   ?= 30
 
 $(FINN_STAMP): $(STAMP) overlay/finn-requirements.txt
 	@test -x $(FINN_VENV)/bin/python || $(PYTHON) -m venv $(FINN_VENV)
@@ -84,10 +83,14 @@ $(FINN_STAMP): $(STAMP) overlay/finn-requirements.txt
 
 finn-env: $(FINN_STAMP)
 
-# QONNX export (.venv) -> FINN flow per board (.venv-finn): estimates + RTL of g_a
+# QONNX export (.venv) -> FINN flow (.venv-finn) for the board: all four transforms (g_a, h_a,
+# h_s, g_s) of the shipped student, folded for $(FPS) fps at $(RESOLUTION), golden thresholds
+# proven, RTL of every layer -> $(BUILD_DIR)/$(BOARD)/<transform>/, summary $(BUILD_DIR)/finn_summary.md
+FINN_QAT    ?= model/checkpoints/qat/qat-student-0.013.pt
+FINN_GOLDEN ?= model/checkpoints/int-student-0.013
 finn-build: $(STAMP) $(FINN_STAMP)
-	$(PY) -m licfpga.overlay.export_qonnx --out $(BUILD_DIR)/qonnx --size 64
-	$(FINN_VENV)/bin/python -m licfpga.overlay.finn_flow $(BUILD_DIR)/qonnx/g_a.onnx --board kv260 zcu102 \
-	  --fps $(FINN_FPS) --out $(BUILD_DIR)
+	$(PY) -m licfpga.overlay.export_qonnx --out $(BUILD_DIR)/qonnx --size 128 --qat $(FINN_QAT)
+	$(FINN_VENV)/bin/python -m licfpga.overlay.finn_flow $(foreach t,g_a h_a h_s g_s,$(BUILD_DIR)/qonnx/$(t).onnx) \
+	  --board $(BOARD) --fps $(FPS) --resolution $(RESOLUTION) --golden $(FINN_GOLDEN) --out $(BUILD_DIR)
 
 .PHONY: finn-env finn-build

@@ -191,15 +191,16 @@ def export_all(model: QuantHyperprior, out_dir, size: int = 64, transforms=TRANS
 
 def load_model(qat: str | None = None, student: str | None = None, seed: int = 0) -> QuantHyperprior:
     """A QAT checkpoint, or a float student quantised + calibrated on random crops, or (no
-    argument) the trained student ``runs/st-0.013/final.pt`` if present, else a random one."""
+    argument) the shipped QAT student ``model/checkpoints/qat/qat-student-0.013.pt`` (the
+    one the integer artifact ``int-student-0.013`` was exported from), else a random one."""
     from licfpga.model.qat import calibrate, load_qat, quantize_student
 
+    shipped = Path(__file__).resolve().parent.parent / "model" / "checkpoints" / "qat" / "qat-student-0.013.pt"
+    if qat is None and student is None and shipped.is_file():
+        qat = str(shipped)
     if qat:
         return load_qat(qat)[0]
     torch.manual_seed(seed)
-    default = Path(__file__).resolve().parent.parent / "runs" / "st-0.013" / "final.pt"
-    if student is None and default.is_file():
-        student = str(default)
     if student:
         from licfpga.model.checkpoint import load_model as load_float
         s, _ = load_float(student, update=False)

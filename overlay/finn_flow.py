@@ -48,14 +48,20 @@ from qonnx.transformation.infer_shapes import InferShapes
 
 from . import finn_d2s  # noqa: F401 - registers DepthToSpace / DepthToSpace_rtl in FINN's domains
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
+from .boards import list_boards, load_board
 from .deconv import subpixel_geometry, subpixel_weights
 from .custom_op import DOMAIN as GDN_DOMAIN
 from .fifo_sizing import size_fifos  # noqa: F401 - re-exported: the depths SetFIFODepths takes
 from .threshold_proof import GoldenThresholds, prove, rtl_threshold_memories
 
 ROOT = Path(__file__).resolve().parent.parent
-BOARDS = {"kv260": {"part": "xck26-sfvc784-2LV-c", "clk_ns": 5.0},
-          "zcu102": {"part": "xczu9eg-ffvb1156-2-e", "clk_ns": 5.0}}
+BOARDS = list_boards()      # vivado/boards/*.json: one description for planner, FINN and Vivado
+
+
+def finn_board(name: str) -> dict:
+    """FINN's view of a board file: FPGA part and clock period (ns)."""
+    b = load_board(name)
+    return {"part": b["part"], "clk_ns": 1000.0 / float(b["clock_mhz"])}
 
 
 # ---- our transformations -----------------------------------------------------------------
@@ -142,7 +148,7 @@ class IntegerInput(Transformation):
     graph input the integers themselves (FINN datatype UINT8 / INT8) and drop that
     MultiThreshold (checked to be the identity on them)."""
 
-    GRIDS = {"g_a": (1.0 / 255.0, 0, 255, "UINT8"), "h_a": (1.0, -127, 127, "INT8"),
+    GRIDS = {"g_a": (1.0 / 255.0, 0, 255, "UINT8"), "h_a": (1.0, 0, 255, "UINT8"),
              "h_s": (1.0, -127, 127, "INT8"), "g_s": (1.0, -127, 127, "INT8")}
 
     def __init__(self, transform: str = "g_a"):
@@ -502,7 +508,7 @@ def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
              codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0,
-             golden=None, fifo_depths: dict | None = None) -> dict:
+             golden=None, fifo_depths: dict | None = None, resolution: tuple[int, int] | None = None) -> dict:
     """Compile one exported transform; returns the report (also written as ``estimates.json``).
 
     ``golden``: path of the integer artifact (``model/checkpoints/int-student-0.013``) the
@@ -513,11 +519,15 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     model's thresholds are proven equal to the golden requantisation for every accumulator
     value (``report["threshold_proof"]``, :func:`~licfpga.overlay.threshold_proof.prove`).
     ``fifo_depth``: FINN FIFO of that depth on every edge; ``fifo_depths``: then override
-    named FIFOs' depths (:class:`SetFIFODepths`, e.g. from :func:`size_fifos`)."""
+    named FIFOs' depths (:class:`SetFIFODepths`, e.g. from :func:`size_fifos`).
+    ``resolution`` ``(W, H)``: fold for ``fps`` at that frame size (padded to a multiple of
+    64) instead of the export's: every layer's cycles scale with its pixel count, so the
+    target cycles of the small export are ``clock/fps * export_pixels/frame_pixels``; the
+    report's ``est_fps_at_resolution`` scales back the same way."""
     from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
     from finn.analysis.fpgadataflow.res_estimation import res_estimation
 
-    board = BOARDS[board_name]
+    board = finn_board(board_name)
     name = Path(qonnx_path).stem
     out = Path(out_root or ROOT / "overlay" / "build") / board_name / name
     out.mkdir(parents=True, exist_ok=True)
@@ -526,14 +536,25 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     clk_hz = 1e9 / board["clk_ns"]
     if target_cycles is None:
         target_cycles = int(clk_hz / fps)
-    else:                                   # an explicit cycles/frame target wins over fps
+    elif resolution is None:                # an explicit cycles/frame target wins over fps
         fps = clk_hz / target_cycles
 
     model = ModelWrapper(str(qonnx_path))
     ishape = model.get_tensor_shape(model.graph.input[0].name)
+    # pixels of the export relative to a full frame (the input of h_a/h_s/g_s is the latent
+    # grid, 16x/64x smaller than the image, but the ratio is the same for every layer)
+    frame_ratio = 1.0
+    if resolution is not None:
+        pad = [-(-int(v) // 64) * 64 for v in resolution]
+        img_px = {"g_a": 1, "h_a": 16 * 16, "h_s": 64 * 64, "g_s": 16 * 16}[name] * ishape[2] * ishape[3]
+        frame_ratio = img_px / (pad[0] * pad[1])
+        target_cycles = max(1, int(clk_hz / fps * frame_ratio))
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=ishape)
+    # inputs: g_a pixels in [0, 1]; h_a |y| (taken before the graph, export_qonnx); h_s z, g_s y
     x_float = (pixels / 255.0).astype(np.float32) if name == "g_a" else rng.integers(-20, 21, size=ishape).astype(np.float32)
+    if name == "h_a":
+        x_float = np.abs(x_float)
     ref = _execute(model, x_float)
     im, gold = None, None
     if golden is not None:
@@ -579,6 +600,8 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     total = {k: sum(float(r.get(k, 0)) for r in res.values()) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
     report.update({"cycles_per_layer": cycles, "max_cycles": max(cycles.values()) if cycles else 0,
                    "est_fps": clk_hz / max(cycles.values()) if cycles else None,
+                   "resolution": list(resolution) if resolution else None,
+                   "est_fps_at_resolution": clk_hz / max(cycles.values()) * frame_ratio if cycles and resolution else None,
                    "resources_per_layer": res, "resources_total": total, "folding": folding,
                    "non_hw_nodes": [n.op_type for n in model.graph.node
                                     if not n.domain.startswith("finn.custom_op.fpgadataflow")]})
@@ -625,9 +648,11 @@ def codegen_rtl(model: ModelWrapper, board: dict, out: Path) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m licfpga.overlay.finn_flow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("qonnx", help="exported transform (export_qonnx), e.g. overlay/build/qonnx/g_a.onnx")
-    p.add_argument("--board", choices=sorted(BOARDS), nargs="*", default=["kv260"])
-    p.add_argument("--fps", type=float, default=30.0, help="target frames/s of the export's image size")
+    p.add_argument("qonnx", nargs="+", help="exported transform(s) (export_qonnx), e.g. overlay/build/qonnx/g_a.onnx")
+    p.add_argument("--board", choices=BOARDS, nargs="*", default=["kv260"])
+    p.add_argument("--fps", type=float, default=30.0,
+                   help="target frames/s (of the export's image size, or of --resolution)")
+    p.add_argument("--resolution", default=None, help="WxH: fold for --fps at this frame size, e.g. 1920x1080")
     p.add_argument("--target-cycles", type=int, default=None,
                    help="folding target in cycles/frame (instead of --fps)")
     p.add_argument("--fifo-depth", type=int, default=0, help="StreamingFIFO depth on every edge (0: none)")
@@ -638,15 +663,46 @@ def main(argv=None):
     p.add_argument("--golden", default=None,
                    help="integer artifact (e.g. model/checkpoints/int-student-0.013): golden thresholds + proof")
     a = p.parse_args(argv)
-    for b in a.board:
-        r = run_flow(a.qonnx, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
-                     fifo_depth=a.fifo_depth, golden=a.golden,
-                     fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None)
-        print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "resources_total")}))
-        for s in r["steps"]:
-            print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')}")
-        for n, c in r["cycles_per_layer"].items():
-            print(f"  {n:40s} {c:>9d} cycles  {r['folding'].get(n, {})}")
+    res = None
+    if a.resolution:
+        try:
+            res = tuple(int(v) for v in a.resolution.lower().split("x"))
+            assert len(res) == 2 and min(res) > 0
+        except (ValueError, AssertionError):
+            p.error(f"--resolution must be WxH, e.g. 1920x1080 (got {a.resolution!r})")
+    for path in a.qonnx:
+        if not Path(path).is_file():
+            p.error(f"no such QONNX file: {path} (export it: python -m licfpga.overlay.export_qonnx)")
+    rows = []
+    for path in a.qonnx:
+        for b in a.board:
+            r = run_flow(path, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
+                         fifo_depth=a.fifo_depth, golden=a.golden, resolution=res,
+                         fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None)
+            rows.append(r)
+            print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "est_fps_at_resolution",
+                                                 "resources_total")}))
+            for s in r["steps"]:
+                print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')} golden={s.get('equal_to_golden', '-')}")
+            for n, c in r["cycles_per_layer"].items():
+                print(f"  {n:40s} {c:>9d} cycles  {r['folding'].get(n, {})}")
+    # one summary table (FINN estimates, not synthesis) beside the per-transform reports
+    lines = ["| transform | board | layers | max cycles/frame | est. fps (export) | est. fps at resolution | LUT | DSP | BRAM18 | thresholds proven |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["resources_total"]
+        fr = r["est_fps_at_resolution"]
+        proof = r.get("threshold_proof", {}).get("exact")
+        lines.append(f"| {r['transform']} | {r['board']} | {len(r['cycles_per_layer'])} | {r['max_cycles']:,} | "
+                     f"{r['est_fps']:.1f} | {'-' if fr is None else f'{fr:.1f}'} | {t['LUT']:,.0f} | {t['DSP']:.0f} | "
+                     f"{t['BRAM_18K']:.0f} | {'-' if proof is None else proof} |")
+    table = "\n".join(lines)
+    print(table)
+    if rows:
+        root = Path(a.out or ROOT / "overlay" / "build")
+        (root / "finn_summary.md").write_text(
+            f"FINN+ flow (estimates, not synthesis): target {a.fps} fps"
+            + (f" at {a.resolution}" if a.resolution else " at the export size") + "\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

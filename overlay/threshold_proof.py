@@ -283,43 +283,6 @@ class GoldenThresholds(Transformation):
         return model, False
 
 
-def threshold_layers(qonnx_path, schema: dict | None = None, arrays=None, transform: str = "g_a") -> ModelWrapper:
-    """The FINN flow's conversion steps up to the hardware MVAU/Thresholding layers (tidy,
-    ConvertQONNXtoFINN, Streamline, lowering, InferThresholdingLayer/InferConvInpGen/
-    InferQuantizedMatrixVectorActivation, [GoldenThresholds if ``schema`` is given],
-    RoundAndClipThresholds, width minimisation) for a transform that the full flow does not
-    take yet (h_a: its Abs input layer stays a non-hardware node): enough to prove its
-    requantisation thresholds."""
-    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
-    from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
-        InferQuantizedMatrixVectorActivation
-    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
-    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
-    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
-    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
-    from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes, AbsorbTransposeIntoMultiThreshold
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-    from qonnx.transformation.general import GiveUniqueNodeNames
-    from qonnx.transformation.infer_datatypes import InferDataTypes
-    from qonnx.transformation.infer_shapes import InferShapes
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
-
-    from .finn_flow import RaiseBiasZeroPoint
-
-    m = ModelWrapper(str(qonnx_path))
-    steps = [RaiseBiasZeroPoint(), InferShapes(), InferDataTypes(), ConvertQONNXtoFINN(), Streamline(),
-             LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(), InferShapes(),
-             InferDataTypes(), InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation()]
-    if schema is not None:
-        steps.append(GoldenThresholds(schema, arrays, transform))
-    steps += [RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(), InferShapes(),
-              InferDataTypes(), GiveUniqueNodeNames()]
-    for t in steps:
-        m = m.transform(t)
-    return m
-
-
 def main(argv=None):
     import argparse
 

@@ -173,28 +173,109 @@ def test_thresholds_proven_equal_to_golden_requantisation(tmp_path):
     assert to_hw["equal_to_golden"] == 1.0, to_hw
 
 
-def test_h_a_thresholds_proven_equal_to_golden_requantisation(tmp_path):
-    """h_a (not through the whole flow yet: its Abs input layer has no FINN hardware layer):
-    FINN's conversion up to MVAU/Thresholding, thresholds proven as for g_a. FINN's own are
-    off by one at some hundred; with GoldenThresholds all 22 920 are exact."""
+# export size per transform: h_s sees z at size/64, and FINN's Im2Col needs z of at least 2x2
+FLOW_SIZES = {"h_a": 128, "h_s": 128, "g_s": 64}
+
+
+@pytest.mark.parametrize("transform", ["h_a", "h_s", "g_s"])
+def test_finn_flow_hyper_and_synthesis_transforms(transform, tmp_path):
+    """h_a, h_s and g_s of the shipped student through the whole flow for both boards:
+    every verified step equal to the exported QONNX *and* to the golden IntegerModel, every
+    node a FINN hardware layer with an RTL backend, thresholds proven equal to the golden
+    requantisation for every accumulator value, RTL generated for every layer. The decoder's
+    transposed convs run as sub-pixel convs (SubPixelDeconv) + our DepthToSpace layer;
+    FINN's own thresholds are off by one at a few hundred (see the g_a proof above),
+    GoldenThresholds replaces them."""
     import torch
 
     from licfpga.overlay import export_qonnx as E
     torch.set_num_threads(1)
-    onnx = E.export_transform(E.load_model(qat=str(SHIPPED_QAT)), "h_a", tmp_path / "h_a.onnx", size=256)
+    onnx = E.export_transform(E.load_model(qat=str(SHIPPED_QAT)), transform, tmp_path / f"{transform}.onnx",
+                              size=FLOW_SIZES[transform])
     stdout = run_finn(
         "import json\n"
-        "from licfpga.model.golden.network import IntegerModel\n"
-        "from licfpga.overlay.threshold_proof import prove, threshold_layers\n"
-        f"im = IntegerModel.load({str(SHIPPED_INT)!r})\n"
-        f"p0 = prove(threshold_layers({str(onnx)!r}), im.schema, im.arrays, 'h_a')\n"
-        f"p1 = prove(threshold_layers({str(onnx)!r}, im.schema, im.arrays, 'h_a'), im.schema, im.arrays, 'h_a')\n"
-        "print(json.dumps({'plain': p0, 'golden': p1}, default=str))")
-    r = json.loads(stdout.strip().splitlines()[-1])
-    plain, gold = r["plain"], r["golden"]
-    assert all(ly["weights_equal"] and ly["widths_ok"] for ly in plain["layers"])
-    bad = [len(ly["mismatches"]) for ly in plain["layers"]]
-    print("h_a: FINN float-derived thresholds differing from golden per layer:", bad)
-    assert not plain["exact"]
-    assert gold["exact"], gold
-    assert [ly["checked"] for ly in gold["layers"]] == [30 * 255, 30 * 255, 30 * 254]
+        "from licfpga.overlay.finn_flow import run_flow\n"
+        f"rs = [run_flow({str(onnx)!r}, b, fps=30.0, out_root={str(tmp_path / 'build')!r}, golden={str(SHIPPED_INT)!r})"
+        " for b in ('kv260', 'zcu102')]\n"
+        "print(json.dumps(rs, default=str))")
+    for r in json.loads(stdout.strip().splitlines()[-1]):
+        verified = [s for s in r["steps"] if "equal_fraction" in s]
+        assert [s["step"] for s in verified] == ["tidy", "qonnx_to_finn", "streamline", "subpixel", "lower",
+                                                 "gdn_to_hw", "to_hw"]
+        for s in verified:
+            assert s["equal_fraction"] == 1.0 and s["equal_to_golden"] == 1.0, s
+        nodes = r["steps"][-1]["nodes"]
+        assert r["non_hw_nodes"] == [] and all(n.endswith("_rtl") for n in nodes), nodes
+        n_deconv = {"h_a": 0, "h_s": 2, "g_s": 4}[transform]
+        assert nodes.count("MVAU_rtl") == 3 + (transform == "g_s")
+        assert nodes.count("DepthToSpace_rtl") == n_deconv
+        assert nodes.count("GDN_rtl") == (3 if transform == "g_s" else 0)
+        proof = r["threshold_proof"]
+        assert proof["exact"] and all(ly["equal_to_golden_thresholds_in_domain"] for ly in proof["layers"])
+        # deconv layers are proven as sub-pixel convs: 4x the channels of the golden layer
+        co = {"h_a": [30, 30, 30], "h_s": [120, 120, 48], "g_s": [120, 120, 120, 12]}[transform]
+        assert [len(ly["mismatches"]) for ly in proof["layers"]] == [0] * len(co)
+        assert [ly["checked"] // ly["n_thresholds"] for ly in proof["layers"]] == co
+        assert all(proof["rtl_memories_equal"].values())
+        assert r["codegen"]["rtl_failed"] == {} and r["codegen"]["hls_not_generated"] == []
+        assert r["max_cycles"] <= r["target_cycles_per_frame"]
+        if n_deconv:
+            ip = tmp_path / "build" / r["board"] / transform / "ip" / "DepthToSpace_rtl_0"
+            assert (ip / "depth_to_space_axis.sv").is_file()
+            assert "depth_to_space_axis #(" in (ip / "DepthToSpace_rtl_0_wrapper.v").read_text()
+
+
+def test_subpixel_deconv_rewrite_alone():
+    """SubPixelDeconv on a one-layer graph ConvTranspose(k5, s2, p2, op1) -> MultiThreshold
+    equals the original graph exactly (integer weights and inputs), for odd sizes, and the
+    FINN DepthToSpace layer equals the ONNX DepthToSpace."""
+    out = run_finn(r'''
+import numpy as np
+from onnx import TensorProto, helper
+from qonnx.core.datatype import DataType
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.util.basic import qonnx_make_model
+from licfpga.overlay.finn_flow import SubPixelDeconv
+rng = np.random.default_rng(0)
+ci, co, h, w = 3, 4, 5, 7
+x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, ci, h, w])
+y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, co, 2 * h, 2 * w])
+nodes = [helper.make_node("ConvTranspose", ["x", "W"], ["a"], kernel_shape=[5, 5], strides=[2, 2], pads=[2, 2, 2, 2],
+                          output_padding=[1, 1]),
+         helper.make_node("MultiThreshold", ["a", "T"], ["y"], domain="qonnx.custom_op.general", out_dtype="INT4",
+                          out_bias=-8.0)]
+m = ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)]))
+m.set_initializer("W", rng.integers(-8, 8, (ci, co, 5, 5)).astype(np.float32))
+m.set_initializer("T", np.sort(rng.integers(-300, 300, (co, 15)), axis=1).astype(np.float32))
+m.set_tensor_datatype("W", DataType["INT4"])
+m.set_tensor_shape("a", [1, co, 2 * h, 2 * w])
+xv = rng.integers(-128, 128, (1, ci, h, w)).astype(np.float32)
+ref = execute_onnx(m, {"x": xv})["y"]
+m2 = m.transform(SubPixelDeconv())
+ops = [n.op_type for n in m2.graph.node]
+assert ops == ["Conv", "MultiThreshold", "DepthToSpace"], ops
+assert m2.get_initializer(m2.graph.node[0].input[1]).shape == (4 * co, ci, 3, 3)
+got = execute_onnx(m2, {"x": xv})["y"]
+assert np.array_equal(got, ref), np.abs(got - ref).max()
+assert len(np.unique(ref)) > 8          # the thresholds are exercised, not all clipped
+# our NHWC hardware DepthToSpace == ONNX DepthToSpace (DCR) on the same data
+a = rng.integers(-128, 128, (1, 4 * co, 3, 4)).astype(np.float32)
+dm = ModelWrapper(qonnx_make_model(helper.make_graph(
+    [helper.make_node("DepthToSpace", ["a"], ["b"], blocksize=2, mode="DCR")], "d",
+    [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4 * co, 3, 4])],
+    [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, co, 6, 8])]), opset_imports=[helper.make_opsetid("", 13)]))
+onnx_ref = execute_onnx(dm, {"a": a})["b"]
+from licfpga.overlay import finn_d2s
+n = helper.make_node("DepthToSpace_rtl", ["i"], ["o"], domain="finn.custom_op.fpgadataflow.rtl", backend="fpgadataflow",
+                     NumChannels=co, BlockSize=2, numInputVectors=[1, 3, 4], SIMD=2, dataType="INT8", name="d")
+op = getCustomOp(n)
+ctx = {"i": np.ascontiguousarray(a.transpose(0, 2, 3, 1))}
+op.execute_node(ctx, None)
+assert np.array_equal(ctx["o"].transpose(0, 3, 1, 2), onnx_ref)
+assert op.get_folded_input_shape() == (1, 3, 4, 8, 2) and op.get_instream_width() == 16
+assert op.get_exp_cycles() == 3 * 4 * 8 * 3 // 2     # input beats * (2S-1)/S
+print("ok")
+''')
+    assert out.strip().endswith("ok")

@@ -133,7 +133,7 @@ def verilator_env():
 
 
 def exp_cycles_per_beat(s: int) -> float:
-    """What the FINN op (overlay/finn_layers.py, DepthToSpace.get_exp_cycles) assumes:
+    """What the FINN op (overlay/finn_d2s.py, DepthToSpace.get_exp_cycles) assumes:
     the input waits while the (s-1)/s buffered part of a row drains."""
     return (2 * s - 1) / s
 
