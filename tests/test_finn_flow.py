@@ -59,7 +59,8 @@ def test_finn_flow_g_a(g_a_qonnx):
     # of the exported graph. From streamlining on the graph is integer: every later step
     # (lowering, our GDN layer, FINN hardware layers) reproduces it exactly.
     verified = [s for s in r["steps"] if "equal_fraction" in s]
-    assert [s["step"] for s in verified] == ["tidy", "qonnx_to_finn", "streamline", "lower", "gdn_to_hw", "to_hw"]
+    assert [s["step"] for s in verified] == ["tidy", "qonnx_to_finn", "streamline", "subpixel", "lower", "gdn_to_hw",
+                                             "to_hw"]
     assert verified[0]["equal_fraction"] == 1.0
     for s in verified:
         assert s["equal_fraction"] >= 0.95 and s["max_abs_diff"] <= 1, s
@@ -145,7 +146,7 @@ def test_thresholds_proven_equal_to_golden_requantisation(tmp_path):
         f"plain = run_flow({str(onnx)!r}, 'kv260', out_root={str(tmp_path / 'plain')!r}, target_cycles=50000, codegen=False)\n"
         f"d = {str(tmp_path / 'plain' / 'kv260' / 'g_a')!r}\n"
         "p0 = prove(ModelWrapper(d + '/g_a_final.onnx'), im.schema, im.arrays, 'g_a')\n"
-        "m = ModelWrapper(d + '/g_a_06_to_hw.onnx')\n"
+        "m = ModelWrapper(d + '/g_a_07_to_hw.onnx')\n"
         "x = np.random.default_rng(1).integers(0, 256, size=m.get_tensor_shape(m.graph.input[0].name))\n"
         "cc = cross_check(m, im, 'g_a', x)\n"
         f"g = run_flow({str(onnx)!r}, 'kv260', out_root={str(tmp_path / 'gold')!r}, target_cycles=50000, codegen=False,"
