@@ -28,6 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RTL = ROOT / "hls" / "gdn" / "gdn_axis.sv"
+RTL_REPLICATED = ROOT / "hls" / "gdn" / "gdn_replicated_axis.sv"   # R pixel-parallel gdn_axis
 BUILD = Path(__file__).resolve().parent / "sim_build"
 TOP = "gdn_axis"
 MIN_VERILATOR = (5, 36)
@@ -52,7 +53,7 @@ if cocotb is not None:
         from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
         case = np.load(os.environ["GDN_CASE"])
-        c, pe = int(case["C"]), int(case["PE"])
+        c, pe, reps = int(case["C"]), int(case["PE"]), int(case["R"])
         x, y_exp, frames = case["x"], case["y"], [int(n) for n in case["frames"]]
         n_free = int(case["n_free"])
         nb = c // pe
@@ -117,9 +118,12 @@ if cocotb is not None:
         t = beats[first:]
         assert len(t) == n_free * nb
         last_of_pixel = t[nb - 1::nb]
-        measured = (last_of_pixel[-1] - last_of_pixel[0]) / (n_free - 1)
-        formula = c * c / pe
-        dut._log.info("cycles/pixel measured %.3f, formula C*C/PE = %.3f", measured, formula)
+        # steady state: compare pixels handled by the same replica (R replicas start
+        # together, so a span that is not a multiple of R would include the fill)
+        k_last = ((n_free - 1) // reps) * reps
+        measured = (last_of_pixel[k_last] - last_of_pixel[0]) / k_last
+        formula = c * c / (pe * reps)
+        dut._log.info("cycles/pixel measured %.3f, formula C*C/(PE*R) = %.3f", measured, formula)
         with open(os.environ["GDN_CASE"] + ".cpp", "w") as fh:
             fh.write(f"{measured}\n")
         assert abs(measured - formula) <= 0.05 * formula, f"cycles/pixel {measured} vs {formula}"
@@ -204,7 +208,17 @@ CONFIGS = {
     "igdn_c8_pe8": dict(C=8, PE=8, INVERSE=1, SIMPLIFIED=0),
     "gdn1_c6_pe2": dict(C=6, PE=2, INVERSE=0, SIMPLIFIED=1),
     "igdn1_c4_pe1": dict(C=4, PE=1, INVERSE=1, SIMPLIFIED=1),
+    # gdn_replicated_axis: R whole pixels in parallel (round-robin split/merge)
+    "gdn_c8_pe8_r3": dict(C=8, PE=8, INVERSE=0, SIMPLIFIED=0, R=3),
+    "igdn_c6_pe2_r2": dict(C=6, PE=2, INVERSE=1, SIMPLIFIED=0, R=2),
 }
+
+
+def _top(cfg: dict) -> tuple[str, list]:
+    """Top module and sources of an RTL parameter set (R given: the replicated wrapper)."""
+    if "R" in cfg:
+        return "gdn_replicated_axis", [RTL, RTL_REPLICATED]
+    return TOP, [RTL]
 
 
 def _lint_args(cfg: dict) -> list[str]:
@@ -263,7 +277,8 @@ def _build(name: str, verilator_env) -> tuple[object, Path]:
         else:
             files = {k: mem / f for k, f in (("GAMMA_FILE", "gamma.mem"), ("BETA_FILE", "beta.mem"),
                                              ("SHIFT_FILE", "shift.mem"), ("LUT_FILE", "lut.mem"))}
-            sources, top, params = [RTL], TOP, dict(CONFIGS[name])
+            top, sources = _top(CONFIGS[name])
+            params = dict(CONFIGS[name])
         params.update({k: f'"{v}"' for k, v in files.items()})
         runner.build(sources=sources, hdl_toplevel=top, parameters=params, build_dir=bdir,
                      timescale=("1ns", "1ps"), build_args=["-Wno-fatal"], log_file=bdir / "build.log")
@@ -335,16 +350,18 @@ def _run_case(name: str, verilator_env, tmp_path: Path, seed: int, saturate: boo
     if saturate:
         assert (np.abs(y.astype(int)) >= 127).mean() > 0.3, "saturation case does not saturate"
     case = tmp_path / f"case_{seed}.npz"
-    np.savez(case, x=x, y=y, frames=np.array(frames), n_free=n_free, C=c, PE=pe, seed=seed)
-    _sim(runner, bdir, tmp_path, TOP, "gdn_stream", seed, {"GDN_CASE": str(case)})
+    reps = cfg.get("R", 1)
+    np.savez(case, x=x, y=y, frames=np.array(frames), n_free=n_free, C=c, PE=pe, R=reps, seed=seed)
+    _sim(runner, bdir, tmp_path, _top(cfg)[0], "gdn_stream", seed, {"GDN_CASE": str(case)})
     return float(Path(str(case) + ".cpp").read_text())
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_rtl_lint_clean(name, verilator_env):
     """verilator --lint-only -Wall passes with no warning for every tested parameter set."""
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", *_lint_args(CONFIGS[name]), str(RTL)],
-                       capture_output=True, text=True, env=dict(os.environ))
+    top, sources = _top(CONFIGS[name])
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", top, *_lint_args(CONFIGS[name]),
+                        *map(str, sources)], capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -360,8 +377,8 @@ def test_gdn_axis_bit_exact(name, verilator_env, tmp_path):
     seed = 1000 + list(CONFIGS).index(name)
     cpp = _run_case(name, verilator_env, tmp_path, seed=seed, saturate=False)
     cfg = CONFIGS[name]
-    formula = cfg["C"] ** 2 / cfg["PE"]
-    print(f"{name}: cycles/pixel measured {cpp:.3f} vs formula C*C/PE = {formula:.3f}")
+    formula = cfg["C"] ** 2 / (cfg["PE"] * cfg.get("R", 1))
+    print(f"{name}: cycles/pixel measured {cpp:.3f} vs formula C*C/(PE*R) = {formula:.3f}")
     assert abs(cpp - formula) <= 0.05 * formula
 
 
