@@ -88,8 +88,10 @@ finn-env: $(FINN_STAMP)
 # proven, RTL of every layer -> $(BUILD_DIR)/$(BOARD)/<transform>/, summary $(BUILD_DIR)/finn_summary.md
 FINN_QAT    ?= model/checkpoints/qat/qat-student-0.013.pt
 FINN_GOLDEN ?= model/checkpoints/int-student-0.013
+# export 128 rows of the frame's (padded) width: FINN then sizes the line buffers for full rows
+FINN_WIDTH  := $(shell echo $$(( ($(firstword $(subst x, ,$(RESOLUTION))) + 63) / 64 * 64 )))
 finn-build: $(STAMP) $(FINN_STAMP)
-	$(PY) -m licfpga.overlay.export_qonnx --out $(BUILD_DIR)/qonnx --size 128 --qat $(FINN_QAT)
+	$(PY) -m licfpga.overlay.export_qonnx --out $(BUILD_DIR)/qonnx --size 128 --width $(FINN_WIDTH) --qat $(FINN_QAT)
 	$(FINN_VENV)/bin/python -m licfpga.overlay.finn_flow $(foreach t,g_a h_a h_s g_s,$(BUILD_DIR)/qonnx/$(t).onnx) \
 	  --board $(BOARD) --fps $(FPS) --resolution $(RESOLUTION) --golden $(FINN_GOLDEN) --out $(BUILD_DIR)
 

@@ -109,12 +109,19 @@ def transform_module(model: QuantHyperprior, name: str) -> nn.Sequential:
     return nn.Sequential(first, *getattr(model, name)).eval()
 
 
-def input_shape(model: QuantHyperprior, name: str, size: int = 64) -> tuple[int, ...]:
-    """Export input shape of transform ``name`` for a ``size`` x ``size`` image (mult. of 64)."""
-    if size % 64:
-        raise ValueError("size must be a multiple of 64")
-    return {"g_a": (1, 3, size, size), "h_a": (1, model.M, size // 16, size // 16),
-            "h_s": (1, model.N, size // 64, size // 64), "g_s": (1, model.M, size // 16, size // 16)}[name]
+def image_hw(size) -> tuple[int, int]:
+    """``size`` (square) or ``(height, width)`` of the image, each a multiple of 64."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h % 64 or w % 64 or h <= 0 or w <= 0:
+        raise ValueError(f"image size must be multiples of 64, got {h}x{w}")
+    return h, w
+
+
+def input_shape(model: QuantHyperprior, name: str, size=64) -> tuple[int, ...]:
+    """Export input shape of transform ``name`` for a ``size`` x ``size`` (or ``(h, w)``) image."""
+    h, w = image_hw(size)
+    return {"g_a": (1, 3, h, w), "h_a": (1, model.M, h // 16, w // 16),
+            "h_s": (1, model.N, h // 64, w // 64), "g_s": (1, model.M, h // 16, w // 16)}[name]
 
 
 def example_input(model: QuantHyperprior, name: str, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -183,7 +190,7 @@ def export_all(model: QuantHyperprior, out_dir, size: int = 64, transforms=TRANS
     out_dir = Path(out_dir)
     paths = {t: export_transform(model, t, out_dir / f"{t}.onnx", size) for t in transforms}
     (out_dir / "manifest.json").write_text(json.dumps(
-        {"format": "licfpga-qonnx/1", "size": size, "N": model.N, "M": model.M, "gdn_domain": DOMAIN,
+        {"format": "licfpga-qonnx/1", "size": list(image_hw(size)), "N": model.N, "M": model.M, "gdn_domain": DOMAIN,
          "transforms": {t: {"file": p.name, "input_shape": list(input_shape(model, t, size))}
                         for t, p in paths.items()}}, indent=1))
     return paths
@@ -225,9 +232,16 @@ def main(argv=None) -> dict[str, Path]:
     p.add_argument("--qat", help="QAT checkpoint (licfpga qat)")
     p.add_argument("--student", help="float hyperprior student (quantised + calibrated here)")
     p.add_argument("--size", type=int, default=64, help="export image size (multiple of 64)")
+    p.add_argument("--width", type=int, default=None,
+                   help="image width if not --size (e.g. 1920: FINN then sizes line buffers for full rows)")
     p.add_argument("--transforms", nargs="*", default=list(TRANSFORMS))
     a = p.parse_args(argv)
-    paths = export_all(load_model(a.qat, a.student), a.out, a.size, a.transforms)
+    size = a.size if a.width is None else (a.size, a.width)
+    try:
+        image_hw(size)
+    except ValueError as e:
+        p.error(str(e))
+    paths = export_all(load_model(a.qat, a.student), a.out, size, a.transforms)
     for t, path in paths.items():
         print(t, path)
     return paths

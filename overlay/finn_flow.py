@@ -59,9 +59,9 @@ BOARDS = list_boards()      # vivado/boards/*.json: one description for planner,
 
 
 def finn_board(name: str) -> dict:
-    """FINN's view of a board file: FPGA part and clock period (ns)."""
+    """FINN's view of a board file: FPGA part, clock period (ns), URAM count."""
     b = load_board(name)
-    return {"part": b["part"], "clk_ns": 1000.0 / float(b["clock_mhz"])}
+    return {"part": b["part"], "clk_ns": 1000.0 / float(b["clock_mhz"]), "uram": int(b["resources"]["URAM"])}
 
 
 # ---- our transformations -----------------------------------------------------------------
@@ -356,7 +356,8 @@ class PreferRTL(Transformation):
 
 class FoldGDN(Transformation):
     """Folding of our layers: PE of every GDN, the smallest divisor of C with
-    pixels*C*C/PE <= target; SIMD of every DepthToSpace, the smallest divisor of C whose
+    pixels*C*C/PE <= target, then REPLICAS (pixel-parallel instances) if PE = C is not
+    enough; SIMD of every DepthToSpace, the smallest divisor of C whose
     cycles meet the target."""
 
     def __init__(self, target_cycles: int):
@@ -374,6 +375,9 @@ class FoldGDN(Transformation):
                 divs = [d for d in range(1, c + 1) if c % d == 0]
                 pe = next((d for d in divs if pix * c * c // d <= self.target), c)
                 op.set_nodeattr("PE", pe)
+                # still too slow at PE = C: whole pixels in parallel (gdn_replicated_axis),
+                # at most C replicas (the input stream carries one pixel beat per cycle)
+                op.set_nodeattr("REPLICAS", min(c, max(1, -(-pix * c * c // (pe * self.target)))))
             elif n.op_type.startswith("DepthToSpace"):
                 op = getCustomOp(n)
                 c = op.get_nodeattr("NumChannels")
@@ -381,6 +385,47 @@ class FoldGDN(Transformation):
                     op.set_nodeattr("SIMD", d)
                     if op.get_exp_cycles() <= self.target:
                         break
+        return model, False
+
+
+class ShallowWeightsInLUTRAM(Transformation):
+    """An MVAU whose weight memory is at most ``max_depth`` words deep (wide and shallow
+    after folding, e.g. 90 words of 2 000 bits) gets ``ram_style = "distributed"``: Vivado
+    maps such memories to LUTRAM, and FINN's estimate would otherwise count block RAMs
+    for the width alone (139 RAMB18 for g_a's second conv at 1080p30). Same rule as the
+    planner's cost model (overlay/costmodel.py)."""
+
+    def __init__(self, max_depth: int = 128):
+        super().__init__()
+        self.max_depth = max_depth
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type in ("MVAU_rtl", "MVAU_hls") and getCustomOp(n).calc_wmem() <= self.max_depth:
+                getCustomOp(n).set_nodeattr("ram_style", "distributed")
+        return model, False
+
+
+class LineBufferMemory(Transformation):
+    """Memory style of each sliding window's line buffer by its size: FINN leaves them
+    ``distributed`` (LUTRAM), which at 1920-pixel rows costs ~30 k LUT for one layer. Above
+    ``uram_bits`` -> ``ultra`` (URAM, if the board has any; line buffers need no
+    initialisation, so URAM is free of the weight-loading caveat), above ``bram_bits`` ->
+    ``block``, else ``distributed``."""
+
+    def __init__(self, has_uram: bool, uram_bits: int = 64 * 1024, bram_bits: int = 4 * 1024):
+        super().__init__()
+        self.has_uram, self.uram_bits, self.bram_bits = has_uram, uram_bits, bram_bits
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type != "ConvolutionInputGenerator_rtl":
+                continue
+            op = getCustomOp(n)
+            bits = op.get_buffer_depth() * op.get_nodeattr("SIMD") * op.get_input_datatype().bitwidth()
+            style = ("ultra" if self.has_uram and bits > self.uram_bits else
+                     "block" if bits > self.bram_bits else "distributed")
+            op.set_nodeattr("ram_style", style)
         return model, False
 
 
@@ -492,7 +537,8 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, tr
         # target -- with the GDNs still at PE=1 that was the GDN's unfolded cycles, which
         # left every MVAU at PE=1 and slower than the target (16.3 fps at 256x256).
         ("fold", [FoldGDN(target_cycles), SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024),
-                  FoldGDN(target_cycles), GuardMVUOutputQueue()]),
+                  FoldGDN(target_cycles), GuardMVUOutputQueue(), ShallowWeightsInLUTRAM(),
+                  LineBufferMemory(board["uram"] > 0)]),
         # what FINN's build does before stitching: width converters where a producer's
         # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
         ("stitch_prep", [InsertDWC()]
@@ -500,6 +546,20 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, tr
          + [PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(), InferShapes()]
          + ([SetFIFODepths(fifo_depths)] if fifo_depths else [])),
     ]
+
+
+def mvu_rtl_dsps(op) -> int:
+    """DSP48E2 count of a FINN RTL MVAU from finn-rtllib's mvu.sv lane packing (its
+    ``NUM_LANES = 1 + (A_WIDTH - !NARROW - W_bits) / (W_bits + A_bits - 1)``, A_WIDTH = 27 on
+    UltraScale+): one DSP per ``NUM_LANES`` PEs per SIMD element. FINN+ 1.6.1's own estimate
+    (``ceil(PE/4)*SIMD``) assumes 4 lanes, true for 4-bit operands only: for our int8 x int8
+    layers NUM_LANES = 2, so FINN undercounts whenever PE > 1. Narrow weights are not
+    assumed (one lane fewer at worst)."""
+    from qonnx.core.datatype import DataType
+    w = DataType[op.get_nodeattr("weightDataType")].bitwidth()
+    a = DataType[op.get_nodeattr("inputDataType")].bitwidth()
+    lanes = 1 if w >= 27 else 1 + (27 - 1 - w) // (w + a - 1)
+    return -(-op.get_nodeattr("PE") // lanes) * op.get_nodeattr("SIMD")
 
 
 def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
@@ -592,6 +652,10 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
         model.save(str(out / f"{name}_{len(report['steps']):02d}_{step}.onnx"))
     cycles = exp_cycles_per_layer(model)
     res = {n: {k: v for k, v in r.items()} for n, r in res_estimation(model, board["part"]).items()}
+    for n in model.graph.node:          # DSPs of the RTL MVU from its real lane packing
+        if n.op_type == "MVAU_rtl" and n.name in res:
+            res[n.name]["DSP_finn_estimate"] = res[n.name].get("DSP")
+            res[n.name]["DSP"] = mvu_rtl_dsps(getCustomOp(n))
     folding = {}
     for n in model.graph.node:
         if n.domain.startswith("finn.custom_op.fpgadataflow"):
@@ -645,6 +709,30 @@ def codegen_rtl(model: ModelWrapper, board: dict, out: Path) -> dict:
     return {"rtl_generated": done, "rtl_failed": failed, "hls_not_generated": hls}
 
 
+SIDES = {"encoder (g_a + h_a + h_s)": ("g_a", "h_a", "h_s"), "decoder (h_s + g_s)": ("h_s", "g_s")}
+
+
+def side_totals(rows: list[dict]) -> str:
+    """Encoder / decoder per board: the slowest transform's fps (they run concurrently, one
+    dataflow each) and the summed FINN resource estimates as a share of the board
+    (vivado/boards/<board>.json). Markdown table."""
+    out = ["| board | side | est. fps | LUT | DSP | BRAM36 | URAM |", "|---|---|---|---|---|---|---|"]
+    for board in dict.fromkeys(r["board"] for r in rows):
+        have = {r["transform"]: r for r in rows if r["board"] == board}
+        cap = load_board(board)["resources"]
+        for side, parts in SIDES.items():
+            if not all(t in have for t in parts):
+                continue
+            fps = [have[t]["est_fps_at_resolution"] or have[t]["est_fps"] for t in parts]
+            tot = {k: sum(float(have[t]["resources_total"].get(k, 0)) for t in parts) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
+            use = {"LUT": tot["LUT"] / cap["LUT"], "DSP": tot["DSP"] / cap["DSP"],
+                   "BRAM36": tot["BRAM_18K"] / 2 / cap["BRAM36"], "URAM": tot["URAM"] / cap["URAM"]}
+            out.append(f"| {board} | {side} | {min(fps):.1f} | {tot['LUT']:,.0f} ({use['LUT']:.0%}) | "
+                       f"{tot['DSP']:.0f} ({use['DSP']:.0%}) | {tot['BRAM_18K'] / 2:.0f} ({use['BRAM36']:.0%}) | "
+                       f"{tot['URAM']:.0f} ({use['URAM']:.0%}) |")
+    return "\n".join(out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m licfpga.overlay.finn_flow", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -696,6 +784,7 @@ def main(argv=None):
         lines.append(f"| {r['transform']} | {r['board']} | {len(r['cycles_per_layer'])} | {r['max_cycles']:,} | "
                      f"{r['est_fps']:.1f} | {'-' if fr is None else f'{fr:.1f}'} | {t['LUT']:,.0f} | {t['DSP']:.0f} | "
                      f"{t['BRAM_18K']:.0f} | {'-' if proof is None else proof} |")
+    lines += ["", side_totals(rows)]
     table = "\n".join(lines)
     print(table)
     if rows:

@@ -33,6 +33,8 @@ from licfpga.model.golden import gdn as golden_gdn
 from .custom_op import GDN_PARAM_ATTRS, gdn_int_layout, params_from_attrs
 
 RTL_SRC = Path(__file__).resolve().parent.parent / "hls" / "gdn" / "gdn_axis.sv"
+# R whole pixels in parallel (round-robin over R gdn_axis; R = 1: one gdn_axis, no extra logic)
+RTL_REPLICATED = RTL_SRC.parent / "gdn_replicated_axis.sv"
 
 # Yosys 0.23 synth_xilinx -family xcup (hls/gdn/README.md): (C, PE, inverse) -> LUT, FF, DSP, BRAM36
 YOSYS_POINTS = {(64, 8, 0): (1951, 2558, 14, 2), (64, 8, 1): (1837, 2559, 16, 2), (192, 16, 0): (4747, 5761, 22, 18)}
@@ -60,6 +62,7 @@ class GDN(HWCustomOp):
         attrs.update({
             **GDN_PARAM_ATTRS,
             "PE": ("i", False, 1),
+            "REPLICAS": ("i", False, 1),               # pixel-parallel gdn_axis instances
             "numInputVectors": ("ints", False, [1]),      # [N, H, W]
             "in_scale": ("f", False, 1.0),     # informative: the integers' float scales
             "out_scale": ("f", False, 1.0),
@@ -128,15 +131,22 @@ class GDN(HWCustomOp):
 
     # -- estimates
     def get_exp_cycles(self):
-        c, pe = self.get_nodeattr("channels"), self.get_nodeattr("PE")
-        return self._pixels() * c * c // pe
+        c, pe, r = self.get_nodeattr("channels"), self.get_nodeattr("PE"), self.get_nodeattr("REPLICAS")
+        return -(-self._pixels() * c * c // (pe * r))
 
     def get_op_and_param_counts(self):
         c = self.get_nodeattr("channels")
         return {f"op_mac_{self.onnx_node.name}": self._pixels() * c * c, f"param_gamma_{self.onnx_node.name}": c * c}
 
     def _res(self):
-        return gdn_resources(self.get_nodeattr("channels"), self.get_nodeattr("PE"), bool(self.get_nodeattr("inverse")))
+        """One gdn_axis x REPLICAS (each has its own ROMs) + the split/merge muxes (~16 LUT
+        per output bit, an estimate)."""
+        one = gdn_resources(self.get_nodeattr("channels"), self.get_nodeattr("PE"), bool(self.get_nodeattr("inverse")))
+        r = self.get_nodeattr("REPLICAS")
+        res = {k: v * r for k, v in one.items()}
+        if r > 1:
+            res["LUT"] += 16 * 8 * self.get_nodeattr("PE")
+        return res
 
     def node_res_estimation(self, fpgapart):
         r = self._res()
@@ -169,8 +179,8 @@ module {top} (
     input  wire        out0_V_TREADY
 );
     wire unused_tlast;
-    gdn_axis #(
-        .C({c}), .PE({pe}), .INVERSE({inv}), .SIMPLIFIED({simp}),
+    gdn_replicated_axis #(
+        .C({c}), .PE({pe}), .R({r}), .INVERSE({inv}), .SIMPLIFIED({simp}),
         .GAMMA_BITS({gb}), .ACC_BITS({ab}),
         .GAMMA_FILE("{GAMMA_FILE}"), .BETA_FILE("{BETA_FILE}"),
         .SHIFT_FILE("{SHIFT_FILE}"), .LUT_FILE("{LUT_FILE}")
@@ -198,11 +208,12 @@ class GDN_rtl(GDN, RTLBackend):  # noqa: N801 - FINN's <op>_rtl naming
         code_gen_dir.mkdir(parents=True, exist_ok=True)
         p = self.params()
         roms = golden_gdn.write_memh(p, code_gen_dir, self.get_nodeattr("PE"))
-        shutil.copyfile(RTL_SRC, code_gen_dir / RTL_SRC.name)
+        for src in (RTL_SRC, RTL_REPLICATED):
+            shutil.copyfile(src, code_gen_dir / src.name)
         top = f"{self.onnx_node.name}_wrapper"
         (code_gen_dir / f"{top}.v").write_text(WRAPPER.format(
             name=self.onnx_node.name, top=top, w=self.get_instream_width() - 1, c=p.channels,
-            pe=self.get_nodeattr("PE"), inv=int(p.inverse), simp=int(p.variant == "simplified"),
+            pe=self.get_nodeattr("PE"), r=self.get_nodeattr("REPLICAS"), inv=int(p.inverse), simp=int(p.variant == "simplified"),
             gb=p.gamma_bits, ab=p.acc_bits, **roms))
         self.set_nodeattr("gen_top_module", top)
         self.set_nodeattr("ipgen_path", str(code_gen_dir))
@@ -210,7 +221,7 @@ class GDN_rtl(GDN, RTLBackend):  # noqa: N801 - FINN's <op>_rtl naming
 
     def get_rtl_file_list(self, abspath=False):
         d = Path(self.get_nodeattr("code_gen_dir_ipgen")) if abspath else Path()
-        return [str(d / f"{self.onnx_node.name}_wrapper.v"), str(d / RTL_SRC.name)]
+        return [str(d / f"{self.onnx_node.name}_wrapper.v"), str(d / RTL_SRC.name), str(d / RTL_REPLICATED.name)]
 
     def code_generation_ipi(self):
         cmd = [f"add_files -norecurse {f}" for f in self.get_rtl_file_list(abspath=True)]
