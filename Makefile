@@ -85,7 +85,7 @@ finn-env: $(FINN_STAMP)
 
 # QONNX export (.venv) -> FINN flow (.venv-finn) for the board: all four transforms (g_a, h_a,
 # h_s, g_s) of the shipped student, folded for $(FPS) fps at $(RESOLUTION), golden thresholds
-# proven, RTL of every layer -> $(BUILD_DIR)/$(BOARD)/<transform>/, summary $(BUILD_DIR)/finn_summary.md
+# proven, RTL of every layer -> $(BUILD_DIR)/$(BOARD)/<transform>/, summary $(BUILD_DIR)/$(BOARD)/finn_summary.md
 FINN_QAT    ?= model/checkpoints/qat/qat-student-0.013.pt
 FINN_GOLDEN ?= model/checkpoints/int-student-0.013
 # export 128 rows of the frame's (padded) width: FINN then sizes the line buffers for full rows

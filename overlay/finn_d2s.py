@@ -31,21 +31,23 @@ from .deconv import depth_to_space_nhwc
 RTL_SRC = Path(__file__).resolve().parent.parent / "hls" / "depth_to_space" / "depth_to_space_axis.sv"
 
 
+RAMB18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))   # depth x width
+
+
 def d2s_resources(c: int, s: int, w: int, simd: int, bits: int) -> dict[str, int]:
-    """Estimate (not synthesis): the row buffer of ``(S-1)*W*S*C`` elements in block RAM
-    (RAMB18 as 1 K x 18 / 512 x 36; LUTRAM below 4 Kib, like FINN's rule for small
-    memories), ~64 LUT of counters/control + 3 LUT per data bit (2-entry output queue
-    and its muxes)."""
+    """Estimate of one depth_to_space_axis: the row buffer of ``(S-1)*W*S*C`` elements as
+    RAMB18s in their best aspect ratio (what Yosys/Vivado do; LUTRAM below 4 Kib), ~90 LUT of
+    counters/control + 3 LUT per data bit (output queue and muxes). Checked against Yosys
+    ``synth_xilinx -family xcup`` (hls/synth.py d2s; overlay/README.md)."""
     width = simd * bits
     depth = (s - 1) * w * s * c // simd
     mem_bits = depth * width
     if mem_bits < 4096:
         bram18, lutram = 0, math.ceil(mem_bits / 64)
     else:
-        per = 18 if width <= 18 else 36
-        bram18 = math.ceil(width / per) * math.ceil(depth / (18432 // per))
+        bram18 = min(math.ceil(width / aw) * math.ceil(depth / ad) for ad, aw in RAMB18_ASPECTS)
         lutram = 0
-    return {"LUT": 64 + 3 * width + lutram, "DSP": 0, "BRAM_18K": bram18, "URAM": 0}
+    return {"LUT": 90 + 3 * width + lutram, "DSP": 0, "BRAM_18K": bram18, "URAM": 0}
 
 
 class DepthToSpace(HWCustomOp):

@@ -660,7 +660,7 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     for n in model.graph.node:
         if n.domain.startswith("finn.custom_op.fpgadataflow"):
             op = getCustomOp(n)
-            folding[n.name] = {k: op.get_nodeattr(k) for k in ("PE", "SIMD") if k in op.get_nodeattr_types()}
+            folding[n.name] = {k: op.get_nodeattr(k) for k in ("PE", "SIMD", "REPLICAS") if k in op.get_nodeattr_types()}
     total = {k: sum(float(r.get(k, 0)) for r in res.values()) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
     report.update({"cycles_per_layer": cycles, "max_cycles": max(cycles.values()) if cycles else 0,
                    "est_fps": clk_hz / max(cycles.values()) if cycles else None,
@@ -725,8 +725,9 @@ def side_totals(rows: list[dict]) -> str:
                 continue
             fps = [have[t]["est_fps_at_resolution"] or have[t]["est_fps"] for t in parts]
             tot = {k: sum(float(have[t]["resources_total"].get(k, 0)) for t in parts) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
-            use = {"LUT": tot["LUT"] / cap["LUT"], "DSP": tot["DSP"] / cap["DSP"],
-                   "BRAM36": tot["BRAM_18K"] / 2 / cap["BRAM36"], "URAM": tot["URAM"] / cap["URAM"]}
+            used = {"LUT": tot["LUT"], "DSP": tot["DSP"], "BRAM36": tot["BRAM_18K"] / 2, "URAM": tot["URAM"]}
+            # a resource the board lacks (ZCU102: no URAM) is 0 % when unused, inf % if used
+            use = {k: v / cap[k] if cap[k] else (0.0 if v == 0 else float("inf")) for k, v in used.items()}
             out.append(f"| {board} | {side} | {min(fps):.1f} | {tot['LUT']:,.0f} ({use['LUT']:.0%}) | "
                        f"{tot['DSP']:.0f} ({use['DSP']:.0%}) | {tot['BRAM_18K'] / 2:.0f} ({use['BRAM36']:.0%}) | "
                        f"{tot['URAM']:.0f} ({use['URAM']:.0%}) |")
@@ -784,14 +785,15 @@ def main(argv=None):
         lines.append(f"| {r['transform']} | {r['board']} | {len(r['cycles_per_layer'])} | {r['max_cycles']:,} | "
                      f"{r['est_fps']:.1f} | {'-' if fr is None else f'{fr:.1f}'} | {t['LUT']:,.0f} | {t['DSP']:.0f} | "
                      f"{t['BRAM_18K']:.0f} | {'-' if proof is None else proof} |")
-    lines += ["", side_totals(rows)]
-    table = "\n".join(lines)
-    print(table)
-    if rows:
-        root = Path(a.out or ROOT / "overlay" / "build")
-        (root / "finn_summary.md").write_text(
-            f"FINN+ flow (estimates, not synthesis): target {a.fps} fps"
-            + (f" at {a.resolution}" if a.resolution else " at the export size") + "\n\n" + table + "\n")
+    print("\n".join(lines + ["", side_totals(rows)]))
+    root = Path(a.out or ROOT / "overlay" / "build")
+    for board in dict.fromkeys(r["board"] for r in rows):       # one summary per board
+        mine = [r for r in rows if r["board"] == board]
+        (root / board / "finn_summary.md").write_text(
+            f"FINN+ flow on {board} (FINN estimates with licfpga's corrections, not synthesis): target "
+            f"{a.fps} fps" + (f" at {a.resolution}" if a.resolution else " at the export size") + "\n\n"
+            + "\n".join(lines[:2] + [ln for ln in lines[2:] if f"| {board} |" in ln]) + "\n\n"
+            + side_totals(mine) + "\n")
 
 
 if __name__ == "__main__":

@@ -280,3 +280,90 @@ assert op.get_exp_cycles() == 3 * 4 * 8 * 3 // 2     # input beats * (2S-1)/S
 print("ok")
 ''')
     assert out.strip().endswith("ok")
+
+
+def test_gdn_replicas_folding_dsp_lanes_and_totals():
+    """FoldGDN: PE up to C, then pixel-parallel REPLICAS until the target is met (capped at
+    C); cycles and resources scale by 1/R and R; the HDL wrapper instantiates
+    gdn_replicated_axis with that R. mvu_rtl_dsps follows mvu.sv's lane packing (2 lanes
+    for int8 x int8 on DSP48E2). side_totals sums a side against the board."""
+    out = run_finn(r'''
+import numpy as np, tempfile
+from pathlib import Path
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.util.basic import qonnx_make_model
+from licfpga.model.golden import gdn as G
+from licfpga.overlay.custom_op import gdn_attrs
+from licfpga.overlay.finn_flow import FoldGDN, mvu_rtl_dsps, side_totals
+rng = np.random.default_rng(0)
+C, H, W = 6, 40, 50
+p = G.quantize_gdn_params(rng.uniform(0.5, 2, C), rng.uniform(0, 0.3, (C, C)), 0.05, 0.04, False)
+a = gdn_attrs(p); a.pop("data_layout")
+node = helper.make_node("GDN_rtl", ["x"], ["y"], domain="finn.custom_op.fpgadataflow.rtl", backend="fpgadataflow",
+                        numInputVectors=[1, H, W], PE=1, name="GDN_rtl_0", **a)
+vi = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, H, W, C]) for n in "xy"]
+m = ModelWrapper(qonnx_make_model(helper.make_graph([node], "g", vi[:1], vi[1:])))
+pix = H * W
+for target, pe, r in ((pix * C * C, 1, 1), (pix * C * C // 3, 3, 1), (pix * C, 6, 1), (pix * C // 4, 6, 4),
+                      (pix * C // 5 + 1, 6, 5), (10, 6, 6)):
+    m = m.transform(FoldGDN(target))
+    op = getCustomOp(m.graph.node[0])
+    assert (op.get_nodeattr("PE"), op.get_nodeattr("REPLICAS")) == (pe, r), (target, op.get_nodeattr("PE"), op.get_nodeattr("REPLICAS"))
+    assert op.get_exp_cycles() == -(-pix * C * C // (pe * r))
+    if r < C:
+        assert op.get_exp_cycles() <= target
+one = getCustomOp(m.graph.node[0])
+res = one.node_res_estimation("xck26-sfvc784-2LV-c")
+assert res["DSP"] == 6 * (6 + 6)                       # R x (PE + 6)
+d = Path(tempfile.mkdtemp())
+one.set_nodeattr("code_gen_dir_ipgen", str(d))
+one.generate_hdl(m, "xck26-sfvc784-2LV-c", 5.0)
+v = (d / "GDN_rtl_0_wrapper.v").read_text()
+assert "gdn_replicated_axis #(" in v and ".R(6)" in v
+assert (d / "gdn_replicated_axis.sv").is_file() and (d / "gdn_axis.sv").is_file()
+# RTL MVU DSPs: int8 x int8 -> 2 lanes per DSP48E2
+class Op:
+    def __init__(self, **k): self.k = k
+    def get_nodeattr(self, n): return self.k[n]
+assert mvu_rtl_dsps(Op(weightDataType="INT8", inputDataType="INT8", PE=3, SIMD=10)) == 20
+assert mvu_rtl_dsps(Op(weightDataType="INT4", inputDataType="UINT4", PE=8, SIMD=2)) == 4   # 4 lanes
+# side totals against the board file
+row = lambda t, lut, dsp, bram, fps: {"transform": t, "board": "kv260", "est_fps": fps, "est_fps_at_resolution": fps,
+                                      "resources_total": {"LUT": lut, "DSP": dsp, "BRAM_18K": bram, "URAM": 0}}
+txt = side_totals([row("g_a", 10000, 100, 20, 31.0), row("h_a", 1000, 10, 2, 40.0), row("h_s", 1000, 10, 2, 29.5),
+                   row("g_s", 5000, 50, 10, 35.0)])
+enc = next(l for l in txt.splitlines() if "encoder" in l)
+assert "| 29.5 |" in enc and "12,000 (10%)" in enc and "| 120 (10%)" in enc, enc
+print("ok")
+''')
+    assert out.strip().endswith("ok")
+
+
+def test_fold_for_a_frame_resolution(tmp_path):
+    """--resolution: a 64x64 export folded for 1920x1080 at 30 fps (target cycles scaled by
+    64*64 / (1920*1088)): the first GDN needs pixel-parallel replicas, and the scaled-back
+    fps estimate meets the target."""
+    import torch
+
+    from licfpga.overlay import export_qonnx as E
+    torch.set_num_threads(1)
+    onnx = E.export_transform(E.load_model(qat=str(SHIPPED_QAT)), "g_a", tmp_path / "g_a.onnx", size=64)
+    stdout = run_finn(
+        "import json\n"
+        "from licfpga.overlay.finn_flow import run_flow\n"
+        f"r = run_flow({str(onnx)!r}, 'kv260', fps=30.0, out_root={str(tmp_path / 'b')!r}, codegen=False,"
+        " resolution=(1920, 1080), verify=False)\n"
+        "print(json.dumps(r, default=str))")
+    r = json.loads(stdout.strip().splitlines()[-1])
+    assert r["target_cycles_per_frame"] == int(200e6 / 30 * 64 * 64 / (1920 * 1088))
+    assert r["est_fps_at_resolution"] >= 30.0
+    assert abs(r["est_fps_at_resolution"] - r["est_fps"] * 64 * 64 / (1920 * 1088)) < 1e-6
+    # the first GDN sees 32x32 pixels: at PE = C = 30 alone (30 cycles/pixel) it would miss
+    # the target, so it gets R = ceil(32*32*30 / target) replicas of PE + 6 DSPs each
+    reps = -(-32 * 32 * 30 // r["target_cycles_per_frame"])
+    assert reps > 1
+    assert r["folding"]["GDN_rtl_0"] == {"PE": 30, "REPLICAS": reps}
+    assert r["cycles_per_layer"]["GDN_rtl_0"] <= r["target_cycles_per_frame"]
+    assert r["resources_per_layer"]["GDN_rtl_0"]["DSP"] == reps * 36
