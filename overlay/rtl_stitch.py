@@ -44,7 +44,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.custom_op.registry import getCustomOp
 
-from . import finn_gdn  # noqa: F401 - registers GDN_rtl
+from . import finn_d2s, finn_gdn  # noqa: F401 - registers DepthToSpace_rtl, GDN_rtl
 
 STREAM_SIGS = ("TDATA", "TVALID", "TREADY")
 
