@@ -662,6 +662,13 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
             op = getCustomOp(n)
             folding[n.name] = {k: op.get_nodeattr(k) for k in ("PE", "SIMD", "REPLICAS") if k in op.get_nodeattr_types()}
     total = {k: sum(float(r.get(k, 0)) for r in res.values()) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
+    hw = [n for n in model.graph.node if n.domain.startswith("finn.custom_op.fpgadataflow")]
+    if hw:        # the accelerator's stream ports (what the DMA and axis_frame_tlast need)
+        first, last = getCustomOp(hw[0]), getCustomOp(hw[-1])
+        report["input_stream"] = {"width_bits": int(first.get_instream_width()),
+                                  "beats_per_frame": int(np.prod(first.get_folded_input_shape()[:-1]))}
+        report["output_stream"] = {"width_bits": int(last.get_outstream_width()),
+                                   "beats_per_frame": int(np.prod(last.get_folded_output_shape()[:-1]))}
     report.update({"cycles_per_layer": cycles, "max_cycles": max(cycles.values()) if cycles else 0,
                    "est_fps": clk_hz / max(cycles.values()) if cycles else None,
                    "resolution": list(resolution) if resolution else None,

@@ -79,6 +79,9 @@ def test_finn_flow_g_a(g_a_qonnx):
         assert cyc[name] == pix * 30 * 30 // pe
     assert r["max_cycles"] <= r["target_cycles_per_frame"]
     assert r["resources_per_layer"]["GDN_rtl_0"]["DSP"] == r["folding"]["GDN_rtl_0"]["PE"] + 6
+    # stream ports (the Vivado step's TLAST counter uses the output beats): all bits of a frame
+    assert r["input_stream"]["beats_per_frame"] * r["input_stream"]["width_bits"] == 64 * 64 * 3 * 8
+    assert r["output_stream"]["beats_per_frame"] * r["output_stream"]["width_bits"] == 4 * 4 * 48 * 8
     # RTL generated for every layer, GDN = gdn_axis.sv + ROMs + wrapper
     assert r["codegen"]["rtl_failed"] == {} and r["codegen"]["hls_not_generated"] == []
     ip = out / "build" / "kv260" / "g_a" / "ip" / "GDN_rtl_0"

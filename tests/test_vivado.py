@@ -62,7 +62,7 @@ def test_tcl_parses(board, tmp_path):
     check.write_text(
         "source [lindex $argv 0]\n"
         "foreach v {part board_part ps_config ps_ctrl_port ps_dma_port ps_irq_port ps_pl_clk\n"
-        "           stitched_ip_dir proj_dir out_dir accel_s_axis accel_m_axis jobs} {\n"
+        "           stitched_ip_dir proj_dir out_dir accel_s_axis accel_m_axis accel_out_beats here jobs} {\n"
         "    if {![info exists $v]} { error \"board.tcl does not set $v\" } }\n"
         "if {[llength $ps_config] % 2} { error \"ps_config is not a key/value list\" }\n"
         "set f [open [lindex $argv 1]]; set t [read $f]; close $f\n"
@@ -71,3 +71,21 @@ def test_tcl_parses(board, tmp_path):
     out = subprocess.run([TCLSH, str(check), str(d / "board.tcl"), str(d / "build_overlay.tcl")],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == [load_board(board)["part"], "stitched_ip", str(len(load_board(board)["ps"]["config"]))]
+
+
+def test_tlast_frame_length_from_the_finn_build(tmp_path):
+    """board.tcl carries the accelerator's output beats per frame from the FINN build's
+    estimates.json (0 -- and a clear Tcl error at run time -- without one), and the TLAST
+    module the Tcl instantiates is copied beside it."""
+    import json
+
+    b = load_board("kv260")
+    d = vivado.write_project(b, tmp_path / "build")
+    assert "set accel_out_beats {0}" in (d / "board.tcl").read_text()
+    assert (d / "axis_frame_tlast.sv").read_text() == vivado.TLAST_RTL.read_text()
+    assert "axis_frame_tlast" in vivado.TCL_SOURCE.read_text()
+    g = tmp_path / "build" / "kv260" / "g_a"
+    g.mkdir(parents=True)
+    (g / "estimates.json").write_text(json.dumps({"output_stream": {"width_bits": 8, "beats_per_frame": 768}}))
+    d = vivado.write_project(b, tmp_path / "build")
+    assert "set accel_out_beats {768}" in (d / "board.tcl").read_text()
