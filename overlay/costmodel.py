@@ -21,9 +21,11 @@ of the MVAU), FINN's legality rules ``MW % SIMD == 0`` and ``MH % PE == 0``. The
 initiation interval is the slowest stage; ``fps = clock / max(cycles)``.
 
 Resources per MVAU (FINN estimate formulas, FINN-R paper / FINN ``MVAU`` class, re-derived):
-  * DSP: ``PE*SIMD / macs_per_dsp`` (default 1 MAC per DSP48E2: FINN's HLS MVAU rule for
-    8-bit operands; the RTL MVU packs two int8 MACs per DSP but needs *unsigned*
-    activations, and GDN outputs are signed) + ``PE`` for requantisation (a per-channel
+  * DSP: ``ceil(PE / macs_per_dsp) * SIMD`` -- finn-rtllib's RTL MVU (``mvu.sv``) packs
+    ``NUM_LANES`` = 2 PEs of int8 x int8 into one DSP48E2 (signed activations included: the
+    whole-g_s RTL simulation runs a PE = 2 MVU on IGDN outputs bit-exactly); the planner's
+    default is that packing (2), ``macs_per_dsp = 1`` is FINN's HLS rule -- + ``PE`` for
+    requantisation (a per-channel
     fixed-point multiply + shift, as in our GDN kernel's output stage; FINN's default
     MultiThreshold would spend 255 thresholds per channel in memory instead).
   * LUT: ``300 + 1.1*PE*((W+A)*(2*SIMD-1) + acc_bits)`` (adder tree + accumulator,
@@ -169,7 +171,7 @@ class Layer:
         return [replace(self, pe=pe, simd=-neg) for _, neg, pe in pairs[:limit]]
 
     # ---- resources (see module docstring)
-    def compute(self, macs_per_dsp: int = 1) -> dict:
+    def compute(self, macs_per_dsp: int = 2) -> dict:
         """DSP / LUT / BRAM36 of the arithmetic and weight memory (line buffer separate)."""
         if self.is_gdn:
             r = self.replicas
@@ -178,7 +180,7 @@ class Layer:
             bram = max(math.ceil(16 * self.cin ** 2 / BRAM36_BITS), math.ceil(16 * self.pe / 72))
             return {"DSP": r * dsp, "LUT": int(r * lut), "BRAM36": r * bram}
         p, q = self.pe, self.simd
-        dsp = math.ceil(p * q / macs_per_dsp) + p
+        dsp = math.ceil(p / macs_per_dsp) * q + p
         alpha = math.log2(self.mw) + WBITS + ABITS - 2       # signed activations
         acc_bits = min(32, math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1))
         lut = 300 + 1.1 * p * ((WBITS + ABITS) * (2 * q - 1) + acc_bits) + REQ_LUT * p + SWG_LUT
@@ -285,7 +287,7 @@ class Usage:
         return [k for k in budget if self.total[k] > budget[k]]
 
 
-def usage(layers: list[Layer], budget: dict, macs_per_dsp: int = 1,
+def usage(layers: list[Layer], budget: dict, macs_per_dsp: int = 2,
           uram_weights: bool = True) -> Usage:
     """Resources of a folded pipeline.
 
@@ -357,7 +359,7 @@ class Folding:
         return self.limit == "met"
 
 
-def fold(layers: list[Layer], target_cycles: int, budget: dict, macs_per_dsp: int = 1,
+def fold(layers: list[Layer], target_cycles: int, budget: dict, macs_per_dsp: int = 2,
          uram_weights: bool = True) -> Folding:
     """Greedy FINN-style folding: unfold the bottleneck one legal step at a time.
 

@@ -113,7 +113,7 @@ def plan_width(side: str, N: int, width: int, height: int, fps: float,
 
 def plan(board_name: str, width: int, height: int, fps: float, side: str = "encoder",
          budget_fraction: float = 0.9, clock_mhz: float | None = None,
-         widths=DEFAULT_WIDTHS, arch: str = "hyperprior", macs_per_dsp: int = 1,
+         widths=DEFAULT_WIDTHS, arch: str = "hyperprior", macs_per_dsp: int = 2,
          uram_weights: bool = True) -> dict:
     """Plan one side on one board: every width's folding, the chosen width and a verdict."""
     board = load_board(board_name)
@@ -206,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
                     help="candidate N values, comma separated")
     ap.add_argument("--arch", choices=("hyperprior", "mean-scale"), default="hyperprior")
-    ap.add_argument("--macs-per-dsp", type=int, choices=(1, 2), default=1,
-                    help="int8 MACs per DSP48E2 (2 = FINN RTL MVU packing, needs unsigned "
-                         "activations; default 1)")
+    ap.add_argument("--macs-per-dsp", type=int, choices=(1, 2), default=2,
+                    help="int8 MVU lanes per DSP48E2 (default 2: finn-rtllib mvu.sv's packing, what "
+                         "the FINN flow builds; 1: FINN's HLS rule, conservative)")
     ap.add_argument("--no-uram-weights", dest="uram_weights", action="store_false",
                     help="keep weights out of URAM (URAM weights need loading at run time)")
     ap.add_argument("--json", type=Path, help="write the full plan as JSON")
