@@ -73,12 +73,13 @@ def runner(reuse_runtime_objects: bool = False):
     return _Verilator()
 
 
-def run_cocotb(run, build_dir: Path, test_dir: Path, module: str, top: str, testcase: str, seed: int,
+def run_cocotb(run, build_dir: Path, test_dir: Path, module: str, top: str, testcase: str | None, seed: int,
                env: dict, log: Path) -> None:
     """Run one cocotb test of ``module`` on the built model; a failing test or simulator
     error becomes a pytest failure quoting the log's error lines. The test runs in
     ``test_dir`` (outside the repository: cocotb's assertion rewriting would otherwise find
-    the project's pytest config and import tests/conftest.py, i.e. torch)."""
+    the project's pytest config and import tests/conftest.py, i.e. torch). ``testcase``
+    None: every test of the module (cocotbpynq.synctest's tests do not keep their names)."""
     try:
         run.test(test_module=module, hdl_toplevel=top, hdl_toplevel_lang="verilog", testcase=testcase,
                  build_dir=build_dir, test_dir=test_dir, extra_env=env, log_file=log, seed=seed)

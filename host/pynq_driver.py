@@ -1,0 +1,88 @@
+"""PYNQ driver for the licfpga overlay (runs on the board; NumPy only here).
+
+The overlay (vivado/build_overlay.tcl) is one FINN dataflow accelerator between the two
+channels of an AXI DMA: memory -> MM2S -> (width converter) -> accelerator -> TLAST
+counter (hls/axis_frame_tlast) -> (width converter) -> S2MM -> memory, 32-bit streams on the
+DMA side. :class:`StreamAccelerator` moves one frame through it: the NHWC integers of a
+frame packed little-endian into 32-bit words (the width converters split/merge words LSB
+first), a receive transfer armed before the send, both waited for.
+
+``pynq`` is imported when a :class:`StreamAccelerator` is made (on the board: ``pip install
+pynq``); pass ``pynq=`` another module with the same API to run the same code elsewhere, e.g.
+``cocotbpynq``, which simulates the overlay's RTL under cocotb
+(tests/hw/test_pynq_driver.py runs this class against the stitched g_a RTL that way).
+
+    from licfpga.host.pynq_driver import StreamAccelerator
+    g_a = StreamAccelerator("licfpga.bit", (64, 64, 3), np.uint8, (4, 4, 48), np.int8)
+    y = g_a.run(rgb_crop)             # == IntegerModel.run_transform("g_a", ...) in NHWC
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+
+class FpgaUnavailable(RuntimeError):
+    """No PYNQ (not on a board) or the overlay could not be loaded."""
+
+
+def _import_pynq():
+    try:
+        return importlib.import_module("pynq")
+    except Exception as exc:  # noqa: BLE001 - pynq raises assorted errors off-board
+        raise FpgaUnavailable(
+            "the FPGA backend runs on a PYNQ board with the licfpga overlay (pip install pynq there); "
+            f"pynq is not usable here ({type(exc).__name__}: {exc}). The integer backend computes the "
+            "same bytes on the CPU: --backend integer") from exc
+
+
+class StreamAccelerator:
+    """One frame in, one frame out through the overlay's AXI DMA.
+
+    Args:
+        bitfile: the overlay bitstream (``licfpga.bit``, with ``licfpga.hwh`` beside it).
+        in_shape, in_dtype / out_shape, out_dtype: one frame (NHWC integers) each way, as the
+            FINN build compiled it (``estimates.json``: input_shape / output_stream).
+        dma: the DMA's block-design name (``dma`` in vivado/build_overlay.tcl).
+        pynq: the module providing ``Overlay`` and ``allocate`` (default: ``import pynq``).
+    """
+
+    def __init__(self, bitfile, in_shape, in_dtype, out_shape, out_dtype, dma: str = "dma", pynq=None):
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self.in_dtype, self.out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
+        n_in = int(np.prod(self.in_shape)) * self.in_dtype.itemsize
+        n_out = int(np.prod(self.out_shape)) * self.out_dtype.itemsize
+        if n_in % 4 or n_out % 4:
+            raise ValueError(f"frames must be whole 32-bit DMA words: {n_in} bytes in, {n_out} out")
+        pynq = pynq or _import_pynq()
+        try:
+            self.overlay = pynq.Overlay(str(bitfile))
+        except Exception as exc:  # noqa: BLE001
+            raise FpgaUnavailable(f"cannot load the overlay {bitfile}: {type(exc).__name__}: {exc}") from exc
+        try:
+            self.dma = getattr(self.overlay, dma)
+        except (AttributeError, KeyError) as exc:
+            raise FpgaUnavailable(f"the overlay {bitfile} has no DMA named {dma!r}") from exc
+        self._in = pynq.allocate(shape=(n_in // 4,), dtype=np.uint32)
+        self._out = pynq.allocate(shape=(n_out // 4,), dtype=np.uint32)
+        self.frames = 0
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """One frame through the accelerator; ``x`` must be ``in_shape`` integers that fit
+        ``in_dtype`` (checked: a silent wrap would give wrong latents)."""
+        x = np.asarray(x)
+        if x.shape != self.in_shape:
+            raise ValueError(f"frame shape {x.shape}, the overlay takes {self.in_shape}")
+        info = np.iinfo(self.in_dtype)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise ValueError(f"frame values outside {self.in_dtype} [{info.min}, {info.max}]")
+        self._in[:] = np.frombuffer(np.ascontiguousarray(x, dtype=self.in_dtype).tobytes(), dtype=np.uint32)
+        self.dma.recvchannel.transfer(self._out)          # armed before the data can arrive
+        self.dma.sendchannel.transfer(self._in)
+        self.dma.sendchannel.wait()
+        self.dma.recvchannel.wait()
+        self.frames += 1
+        out = np.frombuffer(np.asarray(self._out, dtype=np.uint32).tobytes(), dtype=self.out_dtype)
+        return out.reshape(self.out_shape).copy()
