@@ -8,10 +8,14 @@ import warnings
 
 DEFAULT_MODEL = "mean-scale-0.013"
 DEFAULT_INTEGER_MODEL = "int-student-0.013"
-BACKENDS = ("float", "integer")
+BACKENDS = ("float", "integer", "fpga")
 
 
-def _load_codec(backend: str, model, **kwargs):
+def _load_codec(backend: str, model, overlay=None, **kwargs):
+    if backend == "fpga":
+        from .integer_codec import FpgaIntegerCodec
+
+        return FpgaIntegerCodec(model or DEFAULT_INTEGER_MODEL, overlay=overlay or "licfpga.bit", **kwargs)
     if backend == "integer":
         from .integer_codec import IntegerCodec
 
@@ -22,10 +26,11 @@ def _load_codec(backend: str, model, **kwargs):
 
 
 def _cmd_compress(a) -> None:
-    codec = _load_codec(a.backend, a.model, tile=a.tile, progress=True)
+    codec = _load_codec(a.backend, a.model, overlay=a.overlay, tile=a.tile, progress=True)
     n, (h, w) = codec.compress_file(a.input, a.output)
+    where = f", g_a on the FPGA for {codec.fpga_tiles} tiles, CPU {codec.cpu_tiles}" if a.backend == "fpga" else ""
     print(f"{a.input} -> {a.output}: {n} bytes, {8 * n / (h * w):.4f} bpp, "
-          f"{codec.timing.encode_ms:.0f} ms ({codec.name})")
+          f"{codec.timing.encode_ms:.0f} ms ({codec.name}{where})")
 
 
 def _cmd_decompress(a) -> None:
@@ -135,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"shipped checkpoint name or a .pt path (default {DEFAULT_MODEL}); with "
                         f"--backend integer an integer artifact (default {DEFAULT_INTEGER_MODEL})")
     c.add_argument("--backend", choices=BACKENDS, default="float",
-                   help="float: PyTorch model; integer: the bit-exact integer model the FPGA runs")
+                   help="float: PyTorch model; integer: the bit-exact integer model the FPGA runs; fpga: "
+                        "integer with g_a on the overlay (on a PYNQ board; same bytes as integer)")
+    c.add_argument("--overlay", default=None,
+                   help="--backend fpga: the bitstream (default licfpga.bit; .hwh and overlay.json beside it)")
     c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")
     c.set_defaults(fn=_cmd_compress)
 
@@ -143,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--model", default=None, help="default: the shipped checkpoint or artifact named by the file")
-    d.add_argument("--backend", choices=BACKENDS, default="float",
+    d.add_argument("--backend", choices=BACKENDS[:2], default="float",
                    help="with --model: how to read it (without --model the file says)")
     d.set_defaults(fn=_cmd_decompress)
 
@@ -197,6 +205,7 @@ def main(argv=None) -> int:
 
     from .container import ContainerError
     from .images import ImagePolicyError
+    from .pynq_driver import FpgaUnavailable
 
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
@@ -208,7 +217,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ContainerError, ImagePolicyError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ContainerError, ImagePolicyError, CheckpointError, FileNotFoundError, ValueError, FpgaUnavailable) as exc:
         print(f"licfpga {args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

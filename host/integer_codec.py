@@ -74,8 +74,12 @@ class IntegerCodec(Codec):
     def _z_indexes(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
 
+    def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y, z) of a padded tile; the FPGA backend runs g_a on the overlay instead."""
+        return self.model.analysis(rgb)
+
     def _compress_tile(self, crop: np.ndarray) -> Tile:
-        y, z = self.model.analysis(self._pad(np.ascontiguousarray(crop)))
+        y, z = self._analysis(self._pad(np.ascontiguousarray(crop)))
         idx = self.model.scale_indexes(self.model.scale_codes(z))
         enc = RansEncoder()
         y_str = enc.encode_with_indexes(y.reshape(-1).tolist(), idx.reshape(-1).tolist(), *self._y)
@@ -100,6 +104,58 @@ class IntegerCodec(Codec):
             raise ContainerError("decoded latent outside int8: corrupt payload")
         crc = zlib.crc32(idx.astype(np.int32).tobytes())
         return self.model.synthesis(y)[:th, :tw], crc
+
+
+class FpgaIntegerCodec(IntegerCodec):
+    """``--backend fpga``: the integer codec with g_a (the analysis transform) on the FPGA
+    overlay, through the PYNQ driver (:class:`licfpga.host.pynq_driver.StreamAccelerator`).
+
+    ``overlay``: the bitstream (``licfpga.bit``; ``licfpga.hwh`` and ``overlay.json`` --
+    written by ``licfpga.overlay.vivado`` -- beside it). The overlay must run g_a of this very
+    artifact (``overlay.json``'s golden digest), since its thresholds were proven equal to
+    it: the files are then byte-identical to ``--backend integer`` ones. A tile whose padded
+    size is not the overlay's frame (it is compiled for one frame size) runs g_a on the CPU
+    instead, with the same result; ``fpga_tiles`` / ``cpu_tiles`` count them.
+    ``pynq``: the module with PYNQ's API (default ``import pynq``; tests pass cocotbpynq).
+    """
+
+    def __init__(self, artifact, overlay="licfpga.bit", tile: int = DEFAULT_TILE, progress: bool = False,
+                 pynq=None):
+        from .pynq_driver import StreamAccelerator
+
+        super().__init__(artifact, tile=tile, progress=progress)
+        desc_path = Path(overlay).with_name("overlay.json")
+        if not desc_path.is_file():
+            raise ArtifactError(f"{desc_path} missing: copy the overlay.json written by "
+                                "`python -m licfpga.overlay.vivado` beside the bitstream")
+        desc = json.loads(desc_path.read_text())
+        if desc.get("transform") != "g_a":
+            raise ArtifactError(f"{overlay} runs {desc.get('transform')!r}; the fpga backend needs a g_a overlay")
+        golden = desc.get("golden") or {}
+        if golden.get("digest") != self.weights_hash.hex():
+            raise ArtifactError(f"{overlay} was built from {golden.get('name', 'an unknown artifact')}, not "
+                                f"{self.path.stem}: its numbers would differ (pass that artifact with --model)")
+        fin, fout = desc["io"]["input"], desc["io"]["output"]
+        self.frame = tuple(fin["shape"][1:3])
+        self.accelerator = StreamAccelerator(overlay, fin["shape"][1:], _np_dtype(fin["datatype"]),
+                                             fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq)
+        self.fpga_tiles = self.cpu_tiles = 0
+
+    def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if tuple(rgb.shape[:2]) != self.frame:
+            self.cpu_tiles += 1
+            return self.model.analysis(rgb)
+        y = np.moveaxis(self.accelerator.run(rgb), -1, 0).astype(np.int64)     # NHWC -> [M, h, w]
+        self.fpga_tiles += 1
+        return y, self.model.run_transform("h_a", y)
+
+
+def _np_dtype(finn_datatype: str) -> np.dtype:
+    """numpy dtype of a FINN integer datatype name (UINT8, INT8, ...): the overlay's frames."""
+    kinds = {"UINT8": np.uint8, "INT8": np.int8, "UINT16": np.uint16, "INT16": np.int16}
+    if finn_datatype not in kinds:
+        raise ArtifactError(f"overlay stream datatype {finn_datatype} has no byte-aligned numpy type")
+    return np.dtype(kinds[finn_datatype])
 
 
 def integer_codec_for_file(f: LicFile, candidates=None, **kwargs) -> IntegerCodec:

@@ -660,6 +660,12 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
             op = getCustomOp(n)
             folding[n.name] = {k: op.get_nodeattr(k) for k in ("PE", "SIMD", "REPLICAS") if k in op.get_nodeattr_types()}
     total = {k: sum(float(r.get(k, 0)) for r in res.values()) for k in ("LUT", "DSP", "BRAM_18K", "URAM")}
+    # the accelerator's frame as the host sees it (NHWC integers after StripIOTransposes)
+    gi, go = model.graph.input[0].name, model.graph.output[0].name
+    report["io"] = {"input": {"shape": list(model.get_tensor_shape(gi)), "datatype": model.get_tensor_datatype(gi).name},
+                    "output": {"shape": list(model.get_tensor_shape(go)), "datatype": model.get_tensor_datatype(go).name}}
+    if im is not None:
+        report["golden"] = {"name": Path(str(golden)).name, "digest": im.digest().hex()}
     hw = [n for n in model.graph.node if n.domain.startswith("finn.custom_op.fpgadataflow")]
     if hw:        # the accelerator's stream ports (what the DMA and axis_frame_tlast need)
         first, last = getCustomOp(hw[0]), getCustomOp(hw[-1])

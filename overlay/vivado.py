@@ -4,7 +4,8 @@
 
 Writes ``<build-dir>/<board>/``: ``board.tcl`` (the board file's parameters as Tcl ``set``
 commands, so the Tcl never parses JSON, + the accelerator's output beats per frame from the
-FINN build), ``axis_frame_tlast.sv`` (TLAST for the DMA), ``build_overlay.tcl`` (a copy of
+FINN build), ``axis_frame_tlast.sv`` (TLAST for the DMA), ``overlay.json`` (for the PYNQ
+driver: transform, frame shapes, integer artifact), ``build_overlay.tcl`` (a copy of
 vivado/build_overlay.tcl, so the directory is self-contained on a Vivado machine) and
 ``run_vivado.sh`` (the exact command). If ``vivado`` is on PATH it runs it; otherwise it
 prints what to run and exits with status 3: no bitstream was made. Unknown board: 2.
@@ -14,6 +15,7 @@ The accelerator IP is expected in ``<build-dir>/<board>/stitched_ip`` (FINN's ou
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import shutil
@@ -38,14 +40,25 @@ def tcl_quote(value) -> str:
     return "{" + text + "}"
 
 
-def output_beats(build_dir: Path, board: str, transform: str) -> int:
-    """Output beats per frame of the FINN build of ``transform`` for ``board`` (finn_flow's
-    ``estimates.json``), 0 if that build does not exist yet."""
-    import json
+def finn_build(build_dir: Path, board: str, transform: str) -> dict:
+    """finn_flow's ``estimates.json`` of ``transform`` for ``board`` ({} if not built yet)."""
     f = Path(build_dir) / board / transform / "estimates.json"
-    if not f.is_file():
-        return 0
-    return int(json.loads(f.read_text()).get("output_stream", {}).get("beats_per_frame", 0))
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def output_beats(build_dir: Path, board: str, transform: str) -> int:
+    """Output beats per frame of the FINN build (0 if that build does not exist yet)."""
+    return int(finn_build(build_dir, board, transform).get("output_stream", {}).get("beats_per_frame", 0))
+
+
+def overlay_description(build: dict, transform: str) -> dict:
+    """``overlay.json``, copied to the board beside ``licfpga.bit``: what the PYNQ driver
+    (licfpga.host.pynq_driver / integer_codec.FpgaIntegerCodec) needs to use the overlay --
+    the transform, the frame in and out (NHWC integers), and the integer artifact the
+    accelerator's numbers were proven equal to (name + digest: a codec refuses another)."""
+    return {"format": "licfpga-overlay/1", "transform": transform, "io": build.get("io"),
+            "input_stream": build.get("input_stream"), "output_stream": build.get("output_stream"),
+            "golden": build.get("golden"), "board": build.get("board"), "clk_ns": build.get("clk_ns")}
 
 
 def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
@@ -99,6 +112,9 @@ def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = 
     d = Path(build_dir) / board["name"]
     d.mkdir(parents=True, exist_ok=True)
     (d / "board.tcl").write_text(board_tcl(board, jobs, output_beats(build_dir, board["name"], transform)))
+    build = finn_build(build_dir, board["name"], transform)
+    if build:
+        (d / "overlay.json").write_text(json.dumps(overlay_description(build, transform), indent=1))
     shutil.copyfile(TCL_SOURCE, d / "build_overlay.tcl")
     shutil.copyfile(TLAST_RTL, d / TLAST_RTL.name)
     script = d / "run_vivado.sh"

@@ -5,6 +5,7 @@ Vivado itself is never run here (not installed); tclsh checks what plain Tcl can
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,37 @@ def test_tlast_frame_length_from_the_finn_build(tmp_path):
     assert "axis_frame_tlast" in vivado.TCL_SOURCE.read_text()
     g = tmp_path / "build" / "kv260" / "g_a"
     g.mkdir(parents=True)
-    (g / "estimates.json").write_text(json.dumps({"output_stream": {"width_bits": 8, "beats_per_frame": 768}}))
+    io = {"input": {"shape": [1, 64, 64, 3], "datatype": "UINT8"}, "output": {"shape": [1, 4, 4, 48], "datatype": "INT8"}}
+    (g / "estimates.json").write_text(json.dumps({"output_stream": {"width_bits": 8, "beats_per_frame": 768},
+                                                  "io": io, "golden": {"name": "int-x", "digest": "ab"}}))
     d = vivado.write_project(b, tmp_path / "build")
     assert "set accel_out_beats {768}" in (d / "board.tcl").read_text()
+    # overlay.json for the PYNQ driver: transform, frames, the artifact the overlay computes
+    desc = json.loads((d / "overlay.json").read_text())
+    assert desc["transform"] == "g_a" and desc["io"] == io and desc["golden"]["digest"] == "ab"
+
+
+def test_fpga_backend_refuses_clearly(tmp_path, capsys):
+    """licfpga compress --backend fpga: exit 2 with the reason -- no overlay.json beside the
+    bitstream, an overlay built from another artifact, no pynq on this machine."""
+    import json
+
+    from licfpga.host import cli
+    from licfpga.model.golden.network import IntegerModel
+
+    img = str(Path(__file__).resolve().parent.parent / "host" / "samples" / "kodim23.png")
+    bit = tmp_path / "licfpga.bit"
+    args = ["compress", img, str(tmp_path / "o.lic"), "--backend", "fpga", "--overlay", str(bit)]
+    assert cli.main(args) == 2
+    assert "overlay.json missing" in capsys.readouterr().err
+    io = {"input": {"shape": [1, 64, 64, 3], "datatype": "UINT8"}, "output": {"shape": [1, 4, 4, 48], "datatype": "INT8"}}
+    desc = {"transform": "g_a", "io": io, "golden": {"name": "int-other", "digest": "00"}}
+    (tmp_path / "overlay.json").write_text(json.dumps(desc))
+    assert cli.main(args) == 2
+    assert "was built from int-other" in capsys.readouterr().err
+    desc["golden"]["digest"] = IntegerModel.load(Path(__file__).resolve().parent.parent / "model" / "checkpoints"
+                                                 / "int-student-0.013").digest().hex()
+    (tmp_path / "overlay.json").write_text(json.dumps(desc))
+    assert cli.main(args) == 2
+    assert "pynq is not usable here" in capsys.readouterr().err
+    assert not (tmp_path / "o.lic").exists()

@@ -11,7 +11,9 @@ only knows Zynq-7000 handoff files, so the PS is declared as ``processing_system
 plays no part in the stream path being tested.
 
 Checked: y for 64x64 crops equals the integer model's g_a, frame after frame through the
-same buffers; a frame of the wrong shape is refused before anything is sent.
+same buffers; a frame of the wrong shape is refused before anything is sent; and the codec's
+``--backend fpga`` (integer_codec.FpgaIntegerCodec: g_a on the overlay) writes a .lic file
+byte-identical to ``--backend integer``'s for a 96x128 image in 64-px tiles.
 """
 
 from __future__ import annotations
@@ -39,20 +41,25 @@ if os.environ.get("PYNQ_CASE"):
 
     def pynq_g_a(dut=None):
         """Plain synchronous PYNQ-style code (cocotbpynq.synctest runs it inside cocotb)."""
-        from licfpga.host.pynq_driver import StreamAccelerator
+        from licfpga.host.integer_codec import FpgaIntegerCodec
 
         case = np.load(os.environ["PYNQ_CASE"])
-        x, y = case["x"], case["y"]
-        acc = StreamAccelerator("licfpga.bit", x.shape[1:], np.uint8, y.shape[1:], np.int8, dma="dma",
-                                pynq=cocotbpynq)
+        x, y, img = case["x"], case["y"], case["img"]
+        # the codec's --backend fpga path: one overlay, one DMA, g_a on the "FPGA"
+        codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
+        acc = codec.accelerator
         try:
             acc.run(x[0][:-1])
             raise AssertionError("a frame of the wrong shape was accepted")
         except ValueError:
             pass
-        got = np.stack([acc.run(frame) for frame in x])
+        got = np.stack([acc.run(frame) for frame in x])          # the driver alone
         np.save(os.environ["PYNQ_CASE"] + ".out.npy", got)
-        assert acc.frames == len(x)
+        data = codec.encode(img)                                   # the whole codec
+        with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:
+            fh.write(data)
+        assert codec.cpu_tiles == 0 and codec.fpga_tiles == int(case["tiles"]), (codec.fpga_tiles, codec.cpu_tiles)
+        assert acc.frames == len(x) + codec.fpga_tiles
 
     pynq_g_a = cocotbpynq.synctest(pynq_g_a)
 
@@ -156,15 +163,25 @@ def test_pynq_driver_runs_g_a_bit_exact(pynq_sim, tmp_path):
 
     from licfpga.model.golden.network import IntegerModel
 
+    from licfpga.host.integer_codec import IntegerCodec
+    from licfpga.overlay.vivado import finn_build, overlay_description
+
     runner, st, integer, out_bytes = pynq_sim
     im = IntegerModel.load(integer)
+    # a 96x128 image in 64-px tiles: 4 tiles, each padded to the overlay's 64x64 frame
+    c = _crops(4)
+    img = np.ascontiguousarray(np.concatenate([np.concatenate(c[:2], axis=1), np.concatenate(c[2:], axis=1)])[16:112])
+    assert img.shape == (96, 128, 3)
+    expected = IntegerCodec(integer, tile=SIZE).encode(img)
     x = np.stack(_crops(N_FRAMES))
     y = np.stack([np.moveaxis(im.run_transform("g_a", c.transpose(2, 0, 1).astype(np.int64)), 0, -1)
                   for c in x]).astype(np.int8)
     assert y.nbytes // N_FRAMES == out_bytes
     case = tmp_path / "case.npz"
-    np.savez(case, x=x.astype(np.uint8), y=y.astype(np.int8))
+    np.savez(case, x=x.astype(np.uint8), y=y.astype(np.int8), img=img, artifact=str(integer), tile=SIZE, tiles=4)
     (tmp_path / "licfpga.hwh").write_text(hwh(TOP))
+    (tmp_path / "overlay.json").write_text(json.dumps(overlay_description(
+        finn_build(BUILD / "finn", "kv260", "g_a"), "g_a")))
     for m in st["meminit"]:
         shutil.copy(m, tmp_path / Path(m).name)
     run_cocotb(runner, BUILD / "verilator", tmp_path, "test_pynq_driver", TOP, None, 3,
@@ -173,3 +190,6 @@ def test_pynq_driver_runs_g_a_bit_exact(pynq_sim, tmp_path):
     got = np.load(str(case) + ".out.npy")
     bad = np.argwhere(got != y)
     assert bad.size == 0, f"{len(bad)} latents differ, first (frame, row, col, ch): {bad[:5].tolist()}"
+    # --backend fpga wrote the very bytes --backend integer writes
+    data = Path(str(case) + ".lic").read_bytes()
+    assert data == expected, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(expected)} bytes)"
