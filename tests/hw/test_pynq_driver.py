@@ -44,7 +44,7 @@ if os.environ.get("PYNQ_CASE"):
         from licfpga.host.integer_codec import FpgaIntegerCodec
 
         case = np.load(os.environ["PYNQ_CASE"])
-        x, y, img = case["x"], case["y"], case["img"]
+        x, img = case["x"], case["img"]
         # the codec's --backend fpga path: one overlay, one DMA, g_a on the "FPGA"
         codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
         acc = codec.accelerator
