@@ -57,8 +57,10 @@ overlay-plan: $(STAMP)
 overlay-finn: overlay-plan finn-build
 
 # Vivado project inputs; runs Vivado only where it is installed (exit 3 otherwise: no bitstream)
+# TRANSFORM: which FINN build is the overlay's accelerator (g_a: encoder, g_s: decoder)
+TRANSFORM  ?= g_a
 overlay-vivado: $(STAMP)
-	$(PY) -m licfpga.overlay.vivado --board $(BOARD) --build-dir $(BUILD_DIR)
+	$(PY) -m licfpga.overlay.vivado --board $(BOARD) --build-dir $(BUILD_DIR) --transform $(TRANSFORM)
 
 # ---- FINN+ environment and compiler flow (overlay/README.md, "FINN+ flow") ----------------
 # .venv-finn: finn-plus 1.6.1 with --no-deps + overlay/finn-requirements.txt (numpy 2, onnx

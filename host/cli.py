@@ -37,7 +37,18 @@ def _cmd_decompress(a) -> None:
     from .codec import codec_for_file, read_lic
 
     data = read_lic(a.input)
-    codec = _load_codec(a.backend, a.model, progress=True) if a.model else codec_for_file(data, progress=True)
+    if a.backend == "fpga":      # the file names its integer artifact; g_s on the overlay
+        from .integer_codec import IntegerCodec
+
+        model = a.model
+        if model is None:
+            named = codec_for_file(data)
+            if not isinstance(named, IntegerCodec):
+                raise ValueError("--backend fpga decodes integer-backend files; this one is from a float model")
+            model = named.path
+        codec = _load_codec("fpga", model, overlay=a.overlay, progress=True)
+    else:
+        codec = _load_codec(a.backend, a.model, progress=True) if a.model else codec_for_file(data, progress=True)
     rgb, layout = codec.decode(data)
     from .images import save_image
 
@@ -151,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--model", default=None, help="default: the shipped checkpoint or artifact named by the file")
-    d.add_argument("--backend", choices=BACKENDS[:2], default="float",
-                   help="with --model: how to read it (without --model the file says)")
+    d.add_argument("--backend", choices=BACKENDS, default="float",
+                   help="with --model: how to read it (without --model the file says); fpga: g_s on a "
+                        "decoder overlay (PYNQ board), same pixels as integer")
+    d.add_argument("--overlay", default=None, help="--backend fpga: the bitstream (default licfpga.bit)")
     d.set_defaults(fn=_cmd_decompress)
 
     i = sub.add_parser("info", help="print a .lic file's header")

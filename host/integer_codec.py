@@ -103,19 +103,24 @@ class IntegerCodec(Codec):
         if np.abs(y).max(initial=0) > 127:
             raise ContainerError("decoded latent outside int8: corrupt payload")
         crc = zlib.crc32(idx.astype(np.int32).tobytes())
-        return self.model.synthesis(y)[:th, :tw], crc
+        return self._synthesis(y)[:th, :tw], crc
+
+    def _synthesis(self, y: np.ndarray) -> np.ndarray:
+        """RGB of a tile's latents; the FPGA backend runs g_s on the overlay instead."""
+        return self.model.synthesis(y)
 
 
 class FpgaIntegerCodec(IntegerCodec):
-    """``--backend fpga``: the integer codec with g_a (the analysis transform) on the FPGA
-    overlay, through the PYNQ driver (:class:`licfpga.host.pynq_driver.StreamAccelerator`).
+    """``--backend fpga``: the integer codec with one transform on the FPGA overlay, through
+    the PYNQ driver (:class:`licfpga.host.pynq_driver.StreamAccelerator`): g_a (an encoder
+    overlay: ``compress``) or g_s (a decoder overlay: ``decompress``).
 
     ``overlay``: the bitstream (``licfpga.bit``; ``licfpga.hwh`` and ``overlay.json`` --
-    written by ``licfpga.overlay.vivado`` -- beside it). The overlay must run g_a of this very
+    written by ``licfpga.overlay.vivado`` -- beside it). The overlay must compute this very
     artifact (``overlay.json``'s golden digest), since its thresholds were proven equal to
-    it: the files are then byte-identical to ``--backend integer`` ones. A tile whose padded
-    size is not the overlay's frame (it is compiled for one frame size) runs g_a on the CPU
-    instead, with the same result; ``fpga_tiles`` / ``cpu_tiles`` count them.
+    it: files and pixels are then byte-identical to ``--backend integer``. A tile whose size
+    is not the overlay's frame (it is compiled for one frame size) runs the transform on the
+    CPU instead, with the same result; ``fpga_tiles`` / ``cpu_tiles`` count them.
     ``pynq``: the module with PYNQ's API (default ``import pynq``; tests pass cocotbpynq).
     """
 
@@ -129,25 +134,40 @@ class FpgaIntegerCodec(IntegerCodec):
             raise ArtifactError(f"{desc_path} missing: copy the overlay.json written by "
                                 "`python -m licfpga.overlay.vivado` beside the bitstream")
         desc = json.loads(desc_path.read_text())
-        if desc.get("transform") != "g_a":
-            raise ArtifactError(f"{overlay} runs {desc.get('transform')!r}; the fpga backend needs a g_a overlay")
+        self.transform = desc.get("transform")
+        if self.transform not in ("g_a", "g_s"):
+            raise ArtifactError(f"{overlay} runs {self.transform!r}; the fpga backend takes g_a or g_s overlays")
         golden = desc.get("golden") or {}
         if golden.get("digest") != self.weights_hash.hex():
             raise ArtifactError(f"{overlay} was built from {golden.get('name', 'an unknown artifact')}, not "
                                 f"{self.path.stem}: its numbers would differ (pass that artifact with --model)")
         fin, fout = desc["io"]["input"], desc["io"]["output"]
-        self.frame = tuple(fin["shape"][1:3])
+        self.frame = tuple(fin["shape"][1:3])           # NHWC input rows, columns
         self.accelerator = StreamAccelerator(overlay, fin["shape"][1:], _np_dtype(fin["datatype"]),
                                              fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq)
         self.fpga_tiles = self.cpu_tiles = 0
 
-    def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if tuple(rgb.shape[:2]) != self.frame:
+    def _on_fpga(self, transform: str, hw: tuple) -> bool:
+        if self.transform != transform:
+            raise ArtifactError(f"this overlay runs {self.transform}: use it to "
+                                f"{'compress' if self.transform == 'g_a' else 'decompress'}")
+        ok = tuple(hw) == self.frame
+        if ok:
+            self.fpga_tiles += 1
+        else:
             self.cpu_tiles += 1
+        return ok
+
+    def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self._on_fpga("g_a", rgb.shape[:2]):
             return self.model.analysis(rgb)
         y = np.moveaxis(self.accelerator.run(rgb), -1, 0).astype(np.int64)     # NHWC -> [M, h, w]
-        self.fpga_tiles += 1
         return y, self.model.run_transform("h_a", y)
+
+    def _synthesis(self, y: np.ndarray) -> np.ndarray:
+        if not self._on_fpga("g_s", y.shape[1:]):
+            return self.model.synthesis(y)
+        return self.accelerator.run(np.moveaxis(y, 0, -1)).astype(np.uint8)    # [M, h, w] -> NHWC; RGB out
 
 
 def _np_dtype(finn_datatype: str) -> np.dtype:

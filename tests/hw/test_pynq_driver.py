@@ -4,16 +4,18 @@ No board here: cocotbpynq (a drop-in for PYNQ's ``Overlay``/``allocate``/DMA tha
 cocotb simulation) stands in for ``pynq``, so the driver's own code -- word packing, receive
 armed before send, waits, unpacking -- runs unchanged against Verilator simulating
 tests/hw/pynq_sim_top.sv: the DMA-side 32-bit streams, the width converters, the stitched
-g_a of the shipped student (FINN's RTL layers + our GDN kernels, as tests/hw/test_g_a_rtl.py
-builds it) and axis_frame_tlast. The overlay description cocotbpynq reads (a ``.hwh``) is
-written by this test: Vivado makes the real one, and there is no Vivado here. cocotbpynq
-only knows Zynq-7000 handoff files, so the PS is declared as ``processing_system7``; the PS
-plays no part in the stream path being tested.
+RTL of one transform of the shipped student (g_a: an encoder overlay; g_s: a decoder
+overlay -- FINN's RTL layers + our GDN and depth-to-space kernels, as tests/hw/test_g_a_rtl.py
+and test_g_s_rtl.py build them) and axis_frame_tlast. The overlay description cocotbpynq
+reads (a ``.hwh``) is written by this test: Vivado makes the real one, and there is no
+Vivado here. cocotbpynq only knows Zynq-7000 handoff files, so the PS is declared as
+``processing_system7``; the PS plays no part in the stream path being tested.
 
-Checked: y for 64x64 crops equals the integer model's g_a, frame after frame through the
-same buffers; a frame of the wrong shape is refused before anything is sent; and the codec's
-``--backend fpga`` (integer_codec.FpgaIntegerCodec: g_a on the overlay) writes a .lic file
-byte-identical to ``--backend integer``'s for a 96x128 image in 64-px tiles.
+Checked, per overlay: the driver's output frames equal the integer model's transform, frame
+after frame through the same buffers; a frame of the wrong shape is refused before anything
+is sent; the codec's ``--backend fpga`` (integer_codec.FpgaIntegerCodec) on a 96x128 image in
+64-px tiles writes the same .lic bytes as ``--backend integer`` (g_a overlay) / decodes the
+same pixels (g_s overlay), every tile on the "FPGA".
 """
 
 from __future__ import annotations
@@ -39,29 +41,32 @@ N_FRAMES = 2
 if os.environ.get("PYNQ_CASE"):
     import cocotbpynq
 
-    def pynq_g_a(dut=None):
+    def pynq_overlay(dut=None):
         """Plain synchronous PYNQ-style code (cocotbpynq.synctest runs it inside cocotb)."""
         from licfpga.host.integer_codec import FpgaIntegerCodec
 
         case = np.load(os.environ["PYNQ_CASE"])
-        x, img = case["x"], case["img"]
-        # the codec's --backend fpga path: one overlay, one DMA, g_a on the "FPGA"
+        frames = case["frames"]
+        # the codec's --backend fpga path: one overlay, one DMA, the transform on the "FPGA"
         codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
         acc = codec.accelerator
         try:
-            acc.run(x[0][:-1])
+            acc.run(frames[0][:-1])
             raise AssertionError("a frame of the wrong shape was accepted")
         except ValueError:
             pass
-        got = np.stack([acc.run(frame) for frame in x])          # the driver alone
+        got = np.stack([acc.run(frame) for frame in frames])      # the driver alone
         np.save(os.environ["PYNQ_CASE"] + ".out.npy", got)
-        data = codec.encode(img)                                   # the whole codec
-        with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:
-            fh.write(data)
+        if codec.transform == "g_a":                               # the whole codec
+            with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:
+                fh.write(codec.encode(case["img"]))
+        else:
+            rgb, _ = codec.decode(bytes(case["lic"]))
+            np.save(os.environ["PYNQ_CASE"] + ".rgb.npy", rgb)
         assert codec.cpu_tiles == 0 and codec.fpga_tiles == int(case["tiles"]), (codec.fpga_tiles, codec.cpu_tiles)
-        assert acc.frames == len(x) + codec.fpga_tiles
+        assert acc.frames == len(frames) + codec.fpga_tiles
 
-    pynq_g_a = cocotbpynq.synctest(pynq_g_a)
+    pynq_overlay = cocotbpynq.synctest(pynq_overlay)
 
 
 # ==================================================================== pytest side
@@ -105,38 +110,41 @@ def hwh(top: str) -> str:
 """
 
 
-@pytest.fixture(scope="module")
-def pynq_sim():
-    """FINN flow + stitch of g_a (as test_g_a_rtl), then a Verilator build of pynq_sim_top."""
+_SIMS: dict = {}
+
+
+def _build(transform: str):
+    """FINN flow + stitch of ``transform`` (as test_g_a_rtl / test_g_s_rtl), then a Verilator
+    build of pynq_sim_top around it (once per session)."""
+    if transform in _SIMS:
+        return _SIMS[transform]
     import torch
     from test_g_a_rtl import _artifacts, _finn, _runner
 
     from licfpga.overlay import export_qonnx as E
 
     qat, integer = _artifacts()
-    env = verilator_env()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    shutil.rmtree(BUILD, ignore_errors=True)
-    BUILD.mkdir(parents=True)
+    build = BUILD / transform
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
     torch.set_num_threads(1)
-    onnx = E.export_transform(E.load_model(qat=str(qat)), "g_a", BUILD / "qonnx" / "g_a.onnx", size=SIZE)
+    onnx = E.export_transform(E.load_model(qat=str(qat)), transform, build / "qonnx" / f"{transform}.onnx", size=SIZE)
     out = _finn(
-        "import json, os\n"
-        "from finn.util.settings import initialize_dummy_settings\n"
+        "import json\n"
+        "from finn.util.settings import get_settings, initialize_dummy_settings\n"
         "from licfpga.overlay.finn_flow import run_flow\n"
         "from licfpga.overlay.rtl_stitch import stitch\n"
-        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(BUILD / 'finn')!r}, target_cycles={TARGET_CYCLES},"
-        f" fifo_depth=256, golden={str(integer)!r}, codegen=True)\n"
-        f"s = stitch({str(BUILD / 'finn' / 'kv260' / 'g_a' / 'g_a_final.onnx')!r}, {str(BUILD / 'rtl')!r})\n"
+        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(build / 'finn')!r}, target_cycles={TARGET_CYCLES},"
+        f" fifo_depth=256, golden={str(integer)!r})\n"
+        f"s = stitch({str(build / 'finn' / 'kv260' / transform / f'{transform}_final.onnx')!r}, {str(build / 'rtl')!r},"
+        f" top={transform + '_top'!r})\n"
         "initialize_dummy_settings()\n"
-        "from finn.util.settings import get_settings\n"
-        "print(json.dumps({'stitch': s, 'rtllib': str(get_settings().finn_rtllib),"
-        " 'out': r['output_stream'], 'in': r['input_stream']}, default=str))")
+        "print(json.dumps({'stitch': s, 'rtllib': str(get_settings().finn_rtllib), 'out': r['output_stream']},"
+        " default=str))")
     info = json.loads(out.strip().splitlines()[-1])
     st = info["stitch"]
     dwc = Path(info["rtllib"]) / "dwc" / "hdl"
-    vlt = BUILD / "rtl" / "public.vlt"
+    vlt = build / "rtl" / "public.vlt"
     vlt.write_text('`verilator_config\npublic_flat_rw -module "%s" -var "*"\n' % TOP)
     sources = ([Path(f) for f in st["sim_files"]] + [dwc / "vpc.sv", dwc / "dwc_axi.sv",
                ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv", HERE / "pynq_sim_top.sv", vlt])
@@ -145,12 +153,21 @@ def pynq_sim():
               "OUT_WORDS": out_bytes // 4}
     runner = _runner()
     os.environ["MAKEFLAGS"] = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=BUILD / "verilator", parameters=params,
+    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build / "verilator", parameters=params,
                  defines={"ACCEL": st["top"]}, timescale=("1ns", "1ps"),
                  build_args=["--no-timing", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNSIGNED", "-Wno-INITIALDLY",
                              "-Wno-LATCH", "-Wno-SELRANGE"],
-                 log_file=BUILD / "verilator_build.log")
-    yield runner, st, integer, out_bytes
+                 log_file=build / "verilator_build.log")
+    _SIMS[transform] = (runner, st, integer, out_bytes, build)
+    return _SIMS[transform]
+
+
+@pytest.fixture(scope="module")
+def sim_env():
+    env = verilator_env()
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -158,38 +175,50 @@ def pynq_sim():
             os.environ[k] = v
 
 
-def test_pynq_driver_runs_g_a_bit_exact(pynq_sim, tmp_path):
+@pytest.mark.parametrize("transform", ["g_a", "g_s"])
+def test_pynq_driver_and_fpga_backend(transform, sim_env, tmp_path):
+    """g_a overlay: the driver's y == integer model, ``--backend fpga`` compress == integer
+    backend's bytes. g_s overlay: the driver's RGB == integer model, ``--backend fpga``
+    decompress == integer backend's pixels."""
     from test_g_a_rtl import _crops
 
-    from licfpga.model.golden.network import IntegerModel
-
     from licfpga.host.integer_codec import IntegerCodec
+    from licfpga.model.golden.network import IntegerModel
     from licfpga.overlay.vivado import finn_build, overlay_description
 
-    runner, st, integer, out_bytes = pynq_sim
+    runner, st, integer, out_bytes, build = _build(transform)
     im = IntegerModel.load(integer)
+    crops = _crops(4)
     # a 96x128 image in 64-px tiles: 4 tiles, each padded to the overlay's 64x64 frame
-    c = _crops(4)
-    img = np.ascontiguousarray(np.concatenate([np.concatenate(c[:2], axis=1), np.concatenate(c[2:], axis=1)])[16:112])
+    img = np.ascontiguousarray(np.concatenate([np.concatenate(crops[:2], axis=1),
+                                               np.concatenate(crops[2:], axis=1)])[16:112])
     assert img.shape == (96, 128, 3)
-    expected = IntegerCodec(integer, tile=SIZE).encode(img)
-    x = np.stack(_crops(N_FRAMES))
-    y = np.stack([np.moveaxis(im.run_transform("g_a", c.transpose(2, 0, 1).astype(np.int64)), 0, -1)
-                  for c in x]).astype(np.int8)
-    assert y.nbytes // N_FRAMES == out_bytes
+    ref = IntegerCodec(integer, tile=SIZE)
+    lic = ref.encode(img)
+    y = [np.moveaxis(im.run_transform("g_a", c.transpose(2, 0, 1).astype(np.int64)), 0, -1) for c in crops[:N_FRAMES]]
+    if transform == "g_a":
+        frames, want = np.stack(crops[:N_FRAMES]), np.stack(y).astype(np.int8)
+    else:
+        frames = np.stack(y).astype(np.int8)
+        want = np.stack([np.moveaxis(im.run_transform("g_s", np.moveaxis(v, -1, 0)), 0, -1) for v in y]).astype(np.uint8)
+    assert want.nbytes // N_FRAMES == out_bytes
     case = tmp_path / "case.npz"
-    np.savez(case, x=x.astype(np.uint8), y=y.astype(np.int8), img=img, artifact=str(integer), tile=SIZE, tiles=4)
+    np.savez(case, frames=frames, img=img, lic=np.frombuffer(lic, dtype=np.uint8), artifact=str(integer),
+             tile=SIZE, tiles=4)
     (tmp_path / "licfpga.hwh").write_text(hwh(TOP))
     (tmp_path / "overlay.json").write_text(json.dumps(overlay_description(
-        finn_build(BUILD / "finn", "kv260", "g_a"), "g_a")))
+        finn_build(build / "finn", "kv260", transform), transform)))
     for m in st["meminit"]:
         shutil.copy(m, tmp_path / Path(m).name)
-    run_cocotb(runner, BUILD / "verilator", tmp_path, "test_pynq_driver", TOP, None, 3,
-               {"PYNQ_CASE": str(case), "HWH_LOCATION_DIR": str(tmp_path), "COCOTB_SYS_ARGV": "pynq_g_a"},
-               BUILD / "sim.log")
+    run_cocotb(runner, build / "verilator", tmp_path, "test_pynq_driver", TOP, None, 3,
+               {"PYNQ_CASE": str(case), "HWH_LOCATION_DIR": str(tmp_path), "COCOTB_SYS_ARGV": "pynq"},
+               build / "sim.log")
     got = np.load(str(case) + ".out.npy")
-    bad = np.argwhere(got != y)
-    assert bad.size == 0, f"{len(bad)} latents differ, first (frame, row, col, ch): {bad[:5].tolist()}"
-    # --backend fpga wrote the very bytes --backend integer writes
-    data = Path(str(case) + ".lic").read_bytes()
-    assert data == expected, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(expected)} bytes)"
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{len(bad)} values differ, first (frame, row, col, ch): {bad[:5].tolist()}"
+    if transform == "g_a":      # --backend fpga wrote the very bytes --backend integer writes
+        data = Path(str(case) + ".lic").read_bytes()
+        assert data == lic, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(lic)} bytes)"
+    else:                       # --backend fpga decoded the very pixels --backend integer decodes
+        rgb = np.load(str(case) + ".rgb.npy")
+        assert np.array_equal(rgb, ref.decode(lic)[0])
