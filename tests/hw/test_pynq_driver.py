@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cocotb_util import run_cocotb, verilator_env
+from cocotb_util import run_cocotb
+from stitched import export_flow_stitch, verilator_build
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(__file__).resolve().parent / "sim_build" / "pynq"
@@ -114,69 +115,26 @@ _SIMS: dict = {}
 
 
 def _build(transform: str):
-    """FINN flow + stitch of ``transform`` (as test_g_a_rtl / test_g_s_rtl), then a Verilator
-    build of pynq_sim_top around it (once per session)."""
-    if transform in _SIMS:
-        return _SIMS[transform]
-    import torch
-    from test_g_a_rtl import _artifacts, _finn, _runner
-
-    from licfpga.overlay import export_qonnx as E
-
-    qat, integer = _artifacts()
-    build = BUILD / transform
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir(parents=True)
-    torch.set_num_threads(1)
-    onnx = E.export_transform(E.load_model(qat=str(qat)), transform, build / "qonnx" / f"{transform}.onnx", size=SIZE)
-    out = _finn(
-        "import json\n"
-        "from finn.util.settings import get_settings, initialize_dummy_settings\n"
-        "from licfpga.overlay.finn_flow import run_flow\n"
-        "from licfpga.overlay.rtl_stitch import stitch\n"
-        f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(build / 'finn')!r}, target_cycles={TARGET_CYCLES},"
-        f" fifo_depth=256, golden={str(integer)!r})\n"
-        f"s = stitch({str(build / 'finn' / 'kv260' / transform / f'{transform}_final.onnx')!r}, {str(build / 'rtl')!r},"
-        f" top={transform + '_top'!r})\n"
-        "initialize_dummy_settings()\n"
-        "print(json.dumps({'stitch': s, 'rtllib': str(get_settings().finn_rtllib), 'out': r['output_stream']},"
-        " default=str))")
-    info = json.loads(out.strip().splitlines()[-1])
-    st = info["stitch"]
-    dwc = Path(info["rtllib"]) / "dwc" / "hdl"
-    vlt = build / "rtl" / "public.vlt"
-    vlt.write_text('`verilator_config\npublic_flat_rw -module "%s" -var "*"\n' % TOP)
-    sources = ([Path(f) for f in st["sim_files"]] + [dwc / "vpc.sv", dwc / "dwc_axi.sv",
-               ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv", HERE / "pynq_sim_top.sv", vlt])
-    out_bytes = info["out"]["beats_per_frame"] * info["out"]["width_bits"] // 8
-    params = {"IN_BITS": st["input"]["stream_width"], "OUT_BITS": st["output"]["stream_width"],
-              "OUT_WORDS": out_bytes // 4}
-    runner = _runner()
-    os.environ["MAKEFLAGS"] = "OPT_FAST=-O1 OPT_SLOW=-O0 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=build / "verilator", parameters=params,
-                 defines={"ACCEL": st["top"]}, timescale=("1ns", "1ps"),
-                 build_args=["--no-timing", "-Wno-fatal", "-Wno-WIDTH", "-Wno-UNSIGNED", "-Wno-INITIALDLY",
-                             "-Wno-LATCH", "-Wno-SELRANGE"],
-                 log_file=build / "verilator_build.log")
-    _SIMS[transform] = (runner, st, integer, out_bytes, build)
+    """The stitched ``transform`` (tests/hw/stitched.py, as test_g_a_rtl / test_g_s_rtl)
+    inside pynq_sim_top, built once per session."""
+    if transform not in _SIMS:
+        build = BUILD / transform
+        info, integer, _ = export_flow_stitch(transform, build, SIZE, TARGET_CYCLES, 256)
+        st, out = info["stitch"], info["flow"]["output_stream"]
+        dwc = Path(info["rtllib"]) / "dwc" / "hdl"
+        sources = ([Path(f) for f in st["sim_files"]] + [dwc / "vpc.sv", dwc / "dwc_axi.sv",
+                   ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv", HERE / "pynq_sim_top.sv"])
+        out_bytes = out["beats_per_frame"] * out["width_bits"] // 8
+        params = {"IN_BITS": st["input"]["stream_width"], "OUT_BITS": st["output"]["stream_width"],
+                  "OUT_WORDS": out_bytes // 4}
+        runner = verilator_build(sources, TOP, build / "verilator", f'public_flat_rw -module "{TOP}" -var "*"\n',
+                                 parameters=params, defines={"ACCEL": st["top"]})
+        _SIMS[transform] = (runner, st, integer, out_bytes, build)
     return _SIMS[transform]
 
 
-@pytest.fixture(scope="module")
-def sim_env():
-    env = verilator_env()
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 @pytest.mark.parametrize("transform", ["g_a", "g_s"])
-def test_pynq_driver_and_fpga_backend(transform, sim_env, tmp_path):
+def test_pynq_driver_and_fpga_backend(transform, verilator_env, tmp_path):
     """g_a overlay: the driver's y == integer model, ``--backend fpga`` compress == integer
     backend's bytes. g_s overlay: the driver's RGB == integer model, ``--backend fpga``
     decompress == integer backend's pixels."""
