@@ -55,6 +55,16 @@ from dataclasses import dataclass, field, replace
 
 WBITS = 8          # weight bits (int8 QAT)
 ABITS = 8          # activation bits
+
+
+def mvu_lanes(w_bits: int, a_bits: int) -> int:
+    """PEs that finn-rtllib's RTL MVU (``mvu.sv``) packs into one DSP48E2: its
+    ``NUM_LANES = 1 + (A_WIDTH - !NARROW - W) / (W + A - 1)`` with A_WIDTH = 27 on
+    UltraScale+ (narrow weights not assumed: one lane fewer at worst). 2 for int8 x int8."""
+    return 1 if w_bits >= 27 else 1 + (27 - 1 - w_bits) // (w_bits + a_bits - 1)
+
+
+MVU_LANES = mvu_lanes(WBITS, ABITS)
 BRAM36_BITS = 36 * 1024
 URAM_BITS = 288 * 1024
 SWG_LUT = 400      # sliding-window generator control (assumed)
@@ -171,7 +181,7 @@ class Layer:
         return [replace(self, pe=pe, simd=-neg) for _, neg, pe in pairs[:limit]]
 
     # ---- resources (see module docstring)
-    def compute(self, macs_per_dsp: int = 2) -> dict:
+    def compute(self, macs_per_dsp: int = MVU_LANES) -> dict:
         """DSP / LUT / BRAM36 of the arithmetic and weight memory (line buffer separate)."""
         if self.is_gdn:
             r = self.replicas
@@ -287,7 +297,7 @@ class Usage:
         return [k for k in budget if self.total[k] > budget[k]]
 
 
-def usage(layers: list[Layer], budget: dict, macs_per_dsp: int = 2,
+def usage(layers: list[Layer], budget: dict, macs_per_dsp: int = MVU_LANES,
           uram_weights: bool = True) -> Usage:
     """Resources of a folded pipeline.
 
@@ -359,7 +369,7 @@ class Folding:
         return self.limit == "met"
 
 
-def fold(layers: list[Layer], target_cycles: int, budget: dict, macs_per_dsp: int = 2,
+def fold(layers: list[Layer], target_cycles: int, budget: dict, macs_per_dsp: int = MVU_LANES,
          uram_weights: bool = True) -> Folding:
     """Greedy FINN-style folding: unfold the bottleneck one legal step at a time.
 

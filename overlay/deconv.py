@@ -290,10 +290,7 @@ def subpixel_conv_transpose2d_np(x: np.ndarray, weight: np.ndarray, bias=None, s
     y = np.einsum("nchwuv,ocuv->nohw", win, cw.astype(acc), optimize=True)
     if bias is not None:
         y = y + np.repeat(np.asarray(bias).astype(acc), s * s)[None, :, None, None]
-    q_h, q_w = y.shape[2], y.shape[3]
-    cout = cw.shape[0] // (s * s)
-    y = y.reshape(n, cout, s, s, q_h, q_w).transpose(0, 1, 4, 2, 5, 3)
-    y = y.reshape(n, cout, q_h * s, q_w * s)
+    y = np.moveaxis(depth_to_space_nhwc(np.moveaxis(y, 1, -1), s, order="crd"), -1, 1)
     return y[:, :, :ho, :wo]
 
 

@@ -25,7 +25,7 @@ from qonnx.custom_op.registry import add_op_to_domain
 from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 
 from .deconv import depth_to_space_nhwc
-from .finn_rtl import KernelRTLBackend, wrapper
+from .finn_rtl import EstimatesFromResources, KernelRTLBackend, wrapper
 
 RTL_SRC = Path(__file__).resolve().parent.parent / "hls" / "depth_to_space" / "depth_to_space_axis.sv"
 
@@ -49,7 +49,7 @@ def d2s_resources(c: int, s: int, w: int, simd: int, bits: int) -> dict[str, int
     return {"LUT": 90 + 3 * width + lutram, "DSP": 0, "BRAM_18K": bram18, "URAM": 0}
 
 
-class DepthToSpace(HWCustomOp):
+class DepthToSpace(EstimatesFromResources, HWCustomOp):
     """Depth-to-space (DCR, block S) on an NHWC stream."""
 
     def get_nodeattr_types(self):
@@ -124,23 +124,6 @@ class DepthToSpace(HWCustomOp):
         _, _, w = self._nhw()
         return d2s_resources(self.get_nodeattr("NumChannels"), self.get_nodeattr("BlockSize"), w,
                              self.get_nodeattr("SIMD"), self.get_input_datatype().bitwidth())
-
-    def node_res_estimation(self, fpgapart):
-        r = self._res()
-        return {"BRAM_18K": r["BRAM_18K"], "BRAM_efficiency": 1.0, "LUT": r["LUT"], "URAM": 0,
-                "URAM_efficiency": 1.0, "DSP": 0}
-
-    def lut_estimation(self, fpgapart=None):
-        return self._res()["LUT"]
-
-    def dsp_estimation(self, fpgapart=None):
-        return 0
-
-    def bram_estimation(self, fpgapart=None):
-        return self._res()["BRAM_18K"]
-
-    def uram_estimation(self, fpgapart=None):
-        return 0
 
 
 INSTANCE = """    depth_to_space_axis #(.C({c}), .S({s}), .W({width}), .SIMD({simd}), .EW({ew})) core (

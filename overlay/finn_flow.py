@@ -49,9 +49,11 @@ from qonnx.transformation.infer_shapes import InferShapes
 from . import finn_d2s  # noqa: F401 - registers DepthToSpace / DepthToSpace_rtl in FINN's domains
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
 from .boards import list_boards, load_board
+from .costmodel import mvu_lanes
 from .deconv import subpixel_geometry, subpixel_weights
 from .custom_op import DOMAIN as GDN_DOMAIN
 from .fifo_sizing import size_fifos  # noqa: F401 - re-exported: the depths SetFIFODepths takes
+from .plan import pad, parse_resolution
 from .threshold_proof import GoldenThresholds, prove, rtl_threshold_memories
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -352,6 +354,14 @@ class PreferRTL(Transformation):
         return model, False
 
 
+def _fold_smallest_divisor(op, attr: str, c: int, target: int) -> None:
+    """Set ``attr`` to the smallest divisor of ``c`` whose cycles meet ``target`` (else ``c``)."""
+    for d in (d for d in range(1, c + 1) if c % d == 0):
+        op.set_nodeattr(attr, d)
+        if op.get_exp_cycles() <= target:
+            return
+
+
 class FoldGDN(Transformation):
     """Folding of our layers: PE of every GDN, the smallest divisor of C with
     pixels*C*C/PE <= target, then REPLICAS (pixel-parallel instances) if PE = C is not
@@ -369,20 +379,14 @@ class FoldGDN(Transformation):
             if n.op_type.startswith("GDN"):
                 op = getCustomOp(n)
                 c = op.get_nodeattr("channels")
-                pix = int(np.prod(op.get_nodeattr("numInputVectors")))
-                divs = [d for d in range(1, c + 1) if c % d == 0]
-                pe = next((d for d in divs if pix * c * c // d <= self.target), c)
-                op.set_nodeattr("PE", pe)
+                op.set_nodeattr("REPLICAS", 1)
+                _fold_smallest_divisor(op, "PE", c, self.target)
                 # still too slow at PE = C: whole pixels in parallel (gdn_replicated_axis),
                 # at most C replicas (the input stream carries one pixel beat per cycle)
-                op.set_nodeattr("REPLICAS", min(c, max(1, -(-pix * c * c // (pe * self.target)))))
+                op.set_nodeattr("REPLICAS", min(c, max(1, -(-op.get_exp_cycles() // self.target))))
             elif n.op_type.startswith("DepthToSpace"):
                 op = getCustomOp(n)
-                c = op.get_nodeattr("NumChannels")
-                for d in (d for d in range(1, c + 1) if c % d == 0):
-                    op.set_nodeattr("SIMD", d)
-                    if op.get_exp_cycles() <= self.target:
-                        break
+                _fold_smallest_divisor(op, "SIMD", op.get_nodeattr("NumChannels"), self.target)
         return model, False
 
 
@@ -399,8 +403,10 @@ class ShallowWeightsInLUTRAM(Transformation):
 
     def apply(self, model):
         for n in model.graph.node:
-            if n.op_type in ("MVAU_rtl", "MVAU_hls") and getCustomOp(n).calc_wmem() <= self.max_depth:
-                getCustomOp(n).set_nodeattr("ram_style", "distributed")
+            if n.op_type in ("MVAU_rtl", "MVAU_hls"):
+                op = getCustomOp(n)
+                if op.calc_wmem() <= self.max_depth:
+                    op.set_nodeattr("ram_style", "distributed")
         return model, False
 
 
@@ -547,16 +553,13 @@ def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, tr
 
 
 def mvu_rtl_dsps(op) -> int:
-    """DSP48E2 count of a FINN RTL MVAU from finn-rtllib's mvu.sv lane packing (its
-    ``NUM_LANES = 1 + (A_WIDTH - !NARROW - W_bits) / (W_bits + A_bits - 1)``, A_WIDTH = 27 on
-    UltraScale+): one DSP per ``NUM_LANES`` PEs per SIMD element. FINN+ 1.6.1's own estimate
-    (``ceil(PE/4)*SIMD``) assumes 4 lanes, true for 4-bit operands only: for our int8 x int8
-    layers NUM_LANES = 2, so FINN undercounts whenever PE > 1. Narrow weights are not
-    assumed (one lane fewer at worst)."""
-    from qonnx.core.datatype import DataType
-    w = DataType[op.get_nodeattr("weightDataType")].bitwidth()
-    a = DataType[op.get_nodeattr("inputDataType")].bitwidth()
-    lanes = 1 if w >= 27 else 1 + (27 - 1 - w) // (w + a - 1)
+    """DSP48E2 count of a FINN RTL MVAU from finn-rtllib's mvu.sv lane packing
+    (:func:`licfpga.overlay.costmodel.mvu_lanes`, the planner's rule too): one DSP per lane
+    group of PEs per SIMD element. FINN+ 1.6.1's own estimate (``ceil(PE/4)*SIMD``) assumes
+    4 lanes, true for 4-bit operands only: for our int8 x int8 layers it is 2, so FINN
+    undercounts whenever PE > 1."""
+    lanes = mvu_lanes(DataType[op.get_nodeattr("weightDataType")].bitwidth(),
+                      DataType[op.get_nodeattr("inputDataType")].bitwidth())
     return -(-op.get_nodeattr("PE") // lanes) * op.get_nodeattr("SIMD")
 
 
@@ -603,9 +606,8 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     # grid, 16x/64x smaller than the image, but the ratio is the same for every layer)
     frame_ratio = 1.0
     if resolution is not None:
-        pad = [-(-int(v) // 64) * 64 for v in resolution]
         img_px = {"g_a": 1, "h_a": 16 * 16, "h_s": 64 * 64, "g_s": 16 * 16}[name] * ishape[2] * ishape[3]
-        frame_ratio = img_px / (pad[0] * pad[1])
+        frame_ratio = img_px / (pad(int(resolution[0])) * pad(int(resolution[1])))
         target_cycles = max(1, int(clk_hz / fps * frame_ratio))
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=ishape)
@@ -752,7 +754,8 @@ def main(argv=None):
     p.add_argument("--board", choices=BOARDS, nargs="*", default=["kv260"])
     p.add_argument("--fps", type=float, default=30.0,
                    help="target frames/s (of the export's image size, or of --resolution)")
-    p.add_argument("--resolution", default=None, help="WxH: fold for --fps at this frame size, e.g. 1920x1080")
+    p.add_argument("--resolution", type=parse_resolution, default=None,
+                   help="WxH: fold for --fps at this frame size, e.g. 1920x1080")
     p.add_argument("--target-cycles", type=int, default=None,
                    help="folding target in cycles/frame (instead of --fps)")
     p.add_argument("--fifo-depth", type=int, default=0, help="StreamingFIFO depth on every edge (0: none)")
@@ -763,13 +766,6 @@ def main(argv=None):
     p.add_argument("--golden", default=None,
                    help="integer artifact (e.g. model/checkpoints/int-student-0.013): golden thresholds + proof")
     a = p.parse_args(argv)
-    res = None
-    if a.resolution:
-        try:
-            res = tuple(int(v) for v in a.resolution.lower().split("x"))
-            assert len(res) == 2 and min(res) > 0
-        except (ValueError, AssertionError):
-            p.error(f"--resolution must be WxH, e.g. 1920x1080 (got {a.resolution!r})")
     for path in a.qonnx:
         if not Path(path).is_file():
             p.error(f"no such QONNX file: {path} (export it: python -m licfpga.overlay.export_qonnx)")
@@ -777,7 +773,7 @@ def main(argv=None):
     for path in a.qonnx:
         for b in a.board:
             r = run_flow(path, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
-                         fifo_depth=a.fifo_depth, golden=a.golden, resolution=res,
+                         fifo_depth=a.fifo_depth, golden=a.golden, resolution=a.resolution,
                          fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None)
             rows.append(r)
             print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "est_fps_at_resolution",
@@ -802,7 +798,7 @@ def main(argv=None):
         mine = [r for r in rows if r["board"] == board]
         (root / board / "finn_summary.md").write_text(
             f"FINN+ flow on {board} (FINN estimates with licfpga's corrections, not synthesis): target "
-            f"{a.fps} fps" + (f" at {a.resolution}" if a.resolution else " at the export size") + "\n\n"
+            f"{a.fps} fps" + (" at {}x{}".format(*a.resolution) if a.resolution else " at the export size") + "\n\n"
             + "\n".join(lines[:2] + [ln for ln in lines[2:] if f"| {board} |" in ln]) + "\n\n"
             + side_totals(mine) + "\n")
 

@@ -29,7 +29,7 @@ from finn.custom_op.fpgadataflow.hwcustomop import HWCustomOp
 from licfpga.model.golden import gdn as golden_gdn
 
 from .custom_op import GDN_PARAM_ATTRS, gdn_int_layout, params_from_attrs
-from .finn_rtl import KernelRTLBackend, wrapper
+from .finn_rtl import EstimatesFromResources, KernelRTLBackend, wrapper
 
 RTL_SRC = Path(__file__).resolve().parent.parent / "hls" / "gdn" / "gdn_axis.sv"
 # R whole pixels in parallel (round-robin over R gdn_axis; R = 1: one gdn_axis, no extra logic)
@@ -53,7 +53,7 @@ def gdn_resources(c: int, pe: int, inverse: bool) -> dict[str, int]:
     return {"LUT": lut, "FF": ff, "DSP": dsp, "BRAM_18K": 2 * bram, "URAM": 0}
 
 
-class GDN(HWCustomOp):
+class GDN(EstimatesFromResources, HWCustomOp):
     """Fixed-point GDN / IGDN hardware layer (int8 NHWC stream in and out)."""
 
     def get_nodeattr_types(self):
@@ -147,23 +147,6 @@ class GDN(HWCustomOp):
         if r > 1:
             res["LUT"] += int(0.75 * 8 * self.get_nodeattr("PE") * (r - 1))
         return res
-
-    def node_res_estimation(self, fpgapart):
-        r = self._res()
-        return {"BRAM_18K": r["BRAM_18K"], "BRAM_efficiency": 1.0, "LUT": r["LUT"], "URAM": 0,
-                "URAM_efficiency": 1.0, "DSP": r["DSP"]}
-
-    def lut_estimation(self, fpgapart=None):
-        return self._res()["LUT"]
-
-    def dsp_estimation(self, fpgapart=None):
-        return self._res()["DSP"]
-
-    def bram_estimation(self, fpgapart=None):
-        return self._res()["BRAM_18K"]
-
-    def uram_estimation(self, fpgapart=None):
-        return 0
 
 
 INSTANCE = """    wire unused_tlast;

@@ -36,6 +36,31 @@ def wrapper(top: str, comment: str, in_width: int, body: str) -> str:
     return head + WRAPPER_PORTS.format(top=top, w=in_width - 1) + body + "endmodule\n"
 
 
+class EstimatesFromResources:
+    """FINN's resource-estimate hooks of one of our layers, all read from its ``_res()``
+    ({"LUT", "DSP", "BRAM_18K", "URAM"}). Mixin before HWCustomOp: ``class X(EstimatesFromResources, HWCustomOp)``."""
+
+    def _res(self) -> dict:
+        raise NotImplementedError
+
+    def node_res_estimation(self, fpgapart):
+        r = self._res()
+        return {"BRAM_18K": r["BRAM_18K"], "BRAM_efficiency": 1.0, "LUT": r["LUT"], "URAM": r["URAM"],
+                "URAM_efficiency": 1.0, "DSP": r["DSP"]}
+
+    def lut_estimation(self, fpgapart=None):
+        return self._res()["LUT"]
+
+    def dsp_estimation(self, fpgapart=None):
+        return self._res()["DSP"]
+
+    def bram_estimation(self, fpgapart=None):
+        return self._res()["BRAM_18K"]
+
+    def uram_estimation(self, fpgapart=None):
+        return self._res()["URAM"]
+
+
 class KernelRTLBackend(RTLBackend):
     """Mixin after the layer class: ``class X_rtl(X, KernelRTLBackend)`` (FINN's order; the
     subclass merges ``X.get_nodeattr_types`` with ``RTLBackend.get_nodeattr_types`` as FINN's

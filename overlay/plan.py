@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .boards import BoardError, list_boards, load_board
-from .costmodel import Folding, budget_of, fold, side_layers
+from .costmodel import MVU_LANES, Folding, budget_of, fold, side_layers
 
 DEFAULT_WIDTHS = (16, 24, 30, 32, 48, 64)
 SIZE_MULTIPLE = 64          # hyperprior models pad frames to a multiple of 64 (g_a x16, h_a x4)
@@ -113,7 +113,7 @@ def plan_width(side: str, N: int, width: int, height: int, fps: float,
 
 def plan(board_name: str, width: int, height: int, fps: float, side: str = "encoder",
          budget_fraction: float = 0.9, clock_mhz: float | None = None,
-         widths=DEFAULT_WIDTHS, arch: str = "hyperprior", macs_per_dsp: int = 2,
+         widths=DEFAULT_WIDTHS, arch: str = "hyperprior", macs_per_dsp: int = MVU_LANES,
          uram_weights: bool = True) -> dict:
     """Plan one side on one board: every width's folding, the chosen width and a verdict."""
     board = load_board(board_name)
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--widths", default=",".join(map(str, DEFAULT_WIDTHS)),
                     help="candidate N values, comma separated")
     ap.add_argument("--arch", choices=("hyperprior", "mean-scale"), default="hyperprior")
-    ap.add_argument("--macs-per-dsp", type=int, choices=(1, 2), default=2,
+    ap.add_argument("--macs-per-dsp", type=int, choices=(1, 2), default=MVU_LANES,
                     help="int8 MVU lanes per DSP48E2 (default 2: finn-rtllib mvu.sv's packing, what "
                          "the FINN flow builds; 1: FINN's HLS rule, conservative)")
     ap.add_argument("--no-uram-weights", dest="uram_weights", action="store_false",

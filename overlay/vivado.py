@@ -46,11 +46,6 @@ def finn_build(build_dir: Path, board: str, transform: str) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
-def output_beats(build_dir: Path, board: str, transform: str) -> int:
-    """Output beats per frame of the FINN build (0 if that build does not exist yet)."""
-    return int(finn_build(build_dir, board, transform).get("output_stream", {}).get("beats_per_frame", 0))
-
-
 def overlay_description(build: dict, transform: str) -> dict:
     """``overlay.json``, copied to the board beside ``licfpga.bit``: what the PYNQ driver
     (licfpga.host.pynq_driver / integer_codec.FpgaIntegerCodec) needs to use the overlay --
@@ -111,8 +106,10 @@ def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = 
     board directory. ``transform``: the FINN build whose stitched IP is the accelerator."""
     d = Path(build_dir) / board["name"]
     d.mkdir(parents=True, exist_ok=True)
-    (d / "board.tcl").write_text(board_tcl(board, jobs, output_beats(build_dir, board["name"], transform)))
     build = finn_build(build_dir, board["name"], transform)
+    # beats per output frame for the TLAST counter (0 until the FINN step has run)
+    out_beats = int(build.get("output_stream", {}).get("beats_per_frame", 0))
+    (d / "board.tcl").write_text(board_tcl(board, jobs, out_beats))
     if build:
         (d / "overlay.json").write_text(json.dumps(overlay_description(build, transform), indent=1))
     shutil.copyfile(TCL_SOURCE, d / "build_overlay.tcl")
