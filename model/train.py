@@ -24,9 +24,14 @@ from pytorch_msssim import ms_ssim
 from tqdm import tqdm
 
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
+from .fast_train import PRECISIONS, Prefetcher, autocast, prepare, to_input
 from .zoo import MODELS, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+# The held-out validation list (paths relative to the training folder): every choice made
+# during training is made on it; Kodak is the test set and is never used for choices.
+VAL_SPLIT = Path(__file__).parent / "data" / "val_split.txt"
+SPLIT = "split"   # --val-data value meaning "VAL_SPLIT, held out of --data"
 
 
 def list_images(root) -> list[Path]:
@@ -39,6 +44,24 @@ def list_images(root) -> list[Path]:
     return files
 
 
+def validation_names(split_file=VAL_SPLIT) -> list[str]:
+    return [ln.strip() for ln in Path(split_file).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def split_images(root, split_file=VAL_SPLIT) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files) of ``root``: the validation list is held out.
+    Every listed file must exist, so a changed data folder cannot silently shrink it."""
+    root = Path(root)
+    files = list_images(root)
+    held = set(validation_names(split_file))
+    val = [p for p in files if p.relative_to(root).as_posix() in held]
+    if len(val) != len(held):
+        missing = sorted(held - {p.relative_to(root).as_posix() for p in val})
+        raise FileNotFoundError(f"{len(missing)} validation images of {split_file} are not under {root}: "
+                                f"{', '.join(missing[:3])}...")
+    return [p for p in files if p not in set(val)], val
+
+
 class RandomCrops:
     """Random ``patch`` crops with flips from a folder of photos, held in memory.
 
@@ -46,9 +69,10 @@ class RandomCrops:
     down), which washes out JPEG block artefacts of the training photos."""
 
     def __init__(self, root, patch: int = 128, min_scale: float = 0.5, seed: int = 0):
+        """``root``: a folder, or a list of image files (e.g. the training side of a split)."""
         self.patch, self.min_scale = patch, min_scale
         self.images = []
-        for p in list_images(root):
+        for p in (list_images(root) if isinstance(root, (str, Path)) else root):
             img = Image.open(p).convert("RGB")
             if min(img.size) >= patch:
                 self.images.append(img)
@@ -77,10 +101,11 @@ class RandomCrops:
         return torch.from_numpy(a.copy()).permute(0, 3, 1, 2).float().div_(255)
 
 
-def center_crops(root, size: int, limit: int) -> torch.Tensor:
-    """Deterministic validation batch: center crops of the first ``limit`` images."""
+def center_crops(root, size: int, limit: int | None) -> torch.Tensor:
+    """Deterministic validation batch: center crops of the first ``limit`` images
+    (``root``: a folder or a list of files)."""
     crops = []
-    for p in list_images(root)[:limit]:
+    for p in (list_images(root) if isinstance(root, (str, Path)) else root)[:limit]:
         img = Image.open(p).convert("RGB")
         w, h = img.size
         c = min(size, w, h) // 64 * 64
@@ -120,9 +145,12 @@ def optimizer_step(loss: torch.Tensor, params, opt, aux_model, aux_opt, clip: fl
     return aux
 
 
-def lr_at(step: int, total: int, lr: float, decay_at: float) -> float:
-    """Constant learning rate, then x0.1 for the last ``1 - decay_at`` of the steps."""
-    return lr if step < decay_at * total else lr * 0.1
+def lr_at(step: int, total: int, lr: float, decay_at: float, warmup: int = 0, warmup_from: int = 0) -> float:
+    """Constant learning rate, then x0.1 for the last ``1 - decay_at`` of the steps; a linear
+    warm-up over ``warmup`` steps from ``warmup_from`` (a fresh optimizer on trained weights)."""
+    base = lr if step < decay_at * total else lr * 0.1
+    k = step - warmup_from
+    return base * (k + 1) / warmup if 0 <= k < warmup else base
 
 
 def _check_ranks_agree(net: torch.nn.Module) -> None:
@@ -146,8 +174,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lambda", dest="lmbda", type=float, default=0.013)
     p.add_argument("--metric", default="mse", choices=["mse", "ms-ssim"])
     p.add_argument("--data", default="../shared/data/train")
-    p.add_argument("--val-data", default="../shared/data/kodak")
-    p.add_argument("--val-images", type=int, default=8)
+    p.add_argument("--val-data", default=SPLIT,
+                   help=f"'{SPLIT}' (default): the held-out list model/data/val_split.txt of --data; or a folder")
+    p.add_argument("--val-images", type=int, default=40)
     p.add_argument("--val-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=8, help="per process")
@@ -163,7 +192,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    return p.parse_args(argv)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="bf16-islands: bf16 convolutions, entropy models and GDN in fp32 (licfpga bench-train)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster oneDNN convs)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (first steps compile)")
+    p.add_argument("--warmup", type=int, default=0, help="linear LR warm-up steps after --init or --resume")
+    p.add_argument("--no-prefetch", action="store_true", help="draw batches on the training thread")
+    args = p.parse_args(argv)
+    for name in ("steps", "batch", "patch", "val_every", "ckpt_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    return args
 
 
 def model_kwargs(args) -> dict:
@@ -191,7 +230,7 @@ def main(argv=None) -> Path:
     kwargs = model_kwargs(args)
     net = build_model(args.arch, **kwargs)
     start = 0
-    resume_state = None
+    resume_state = init_state = None
     if args.resume and last.is_file():
         resume_state = read_checkpoint(last)
         if resume_state["arch"] != args.arch or resume_state["kwargs"] != kwargs:
@@ -221,40 +260,64 @@ def main(argv=None) -> Path:
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(net, list(aux_names))
         model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
 
-    crops = RandomCrops(args.data, args.patch, seed=args.seed * 1000 + rank + start)
-    val = center_crops(args.val_data, args.val_size, args.val_images) if rank == 0 and args.val_images else None
+    if args.val_data == SPLIT:
+        train_files, val_files = split_images(args.data)
+    else:
+        train_files, val_files = list_images(args.data), args.val_data
+    crops = RandomCrops(train_files, args.patch, seed=args.seed * 1000 + rank + start)
+    val = center_crops(val_files, args.val_size, args.val_images) if rank == 0 and args.val_images else None
+    step_model = prepare(model, args.precision, args.channels_last, args.compile)
+    batches = None if args.no_prefetch else Prefetcher(lambda: crops.batch(args.batch))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         new_log = not (out / "log.csv").exists() or start == 0
         logf = open(out / "log.csv", "w" if new_log else "a", newline="")
         log = csv.writer(logf)
         if new_log:
-            log.writerow(["step", "split", "loss", "bpp", "psnr", "aux", "lr", "seconds"])
+            log.writerow(["step", "split", "loss", "bpp", "psnr", "aux", "lr", "seconds", "pixels"])
     meta = {"lambda": args.lmbda, "metric": args.metric, "data": str(args.data), "world": world,
-            "batch": args.batch, "patch": args.patch}
+            "batch": args.batch, "patch": args.patch, "precision": args.precision}
+    px_per_step = args.batch * world * args.patch ** 2
+    # training pixels seen before this run (resumed runs carry them; --init from a shipped
+    # checkpoint carries its own count when it has one)
+    if resume_state is not None:
+        px0 = resume_state["meta"].get("pixels", start * px_per_step)
+    elif init_state is not None:
+        m = init_state["meta"]
+        px0 = m.get("pixels", m.get("step", 0) * m.get("batch", 0) * m.get("world", 1) * m.get("patch", 0) ** 2)
+    else:
+        px0 = 0
+    warm_from = start if (args.resume or args.init) else 0
 
     def checkpoint(step: int) -> None:
         if rank == 0:
-            save_checkpoint(last, net, args.arch, kwargs, {**meta, "step": step},
-                            optimizer=opt.state_dict(), aux_optimizer=aux_opt.state_dict())
+            save_checkpoint(last, net, args.arch, kwargs, {**meta, "step": step, "pixels": pixels(step)},
+                            optimizer=opt.state_dict(), aux_optimizer=aux_opt.state_dict(),
+                            torch_rng=torch.get_rng_state())
+
+    def pixels(step: int) -> int:
+        return int(px0 + (step - start) * px_per_step)
 
     t0 = time.time()
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0,
                desc=f"train {args.arch} λ={args.lmbda}", unit="step")
     for step in bar:
-        lr = lr_at(step, args.steps, args.lr, args.lr_decay_at)
+        lr = lr_at(step, args.steps, args.lr, args.lr_decay_at, args.warmup, warm_from)
         for g in opt.param_groups:
             g["lr"] = lr
         net.train()
-        x = crops.batch(args.batch)
-        res = rd_loss(model(x), x, args.lmbda, args.metric)
+        x = to_input(batches.next() if batches else crops.batch(args.batch), args.channels_last)
+        with autocast(args.precision):
+            fwd = step_model(x)
+        fwd["x_hat"] = fwd["x_hat"].float()   # distortion and rate in fp32 whatever the precision
+        res = rd_loss(fwd, x, args.lmbda, args.metric)
         aux = optimizer_step(res["loss"], params, opt, net, aux_opt, args.clip)
         if rank == 0:
             psnr = -10 * math.log10(max(res["mse"].item(), 1e-10))
             bar.set_postfix(loss=f"{res['loss'].item():.3f}", bpp=f"{res['bpp'].item():.3f}", psnr=f"{psnr:.2f}")
             if step % 50 == 0:
                 log.writerow([step, "train", res["loss"].item(), res["bpp"].item(), psnr, aux.item(), lr,
-                              round(time.time() - t0, 1)])
+                              round(time.time() - t0, 1), pixels(step)])
                 logf.flush()
             if val is not None and ((step + 1) % args.val_every == 0 or step + 1 == args.steps):
                 net.eval()
@@ -262,12 +325,14 @@ def main(argv=None) -> Path:
                     v = rd_loss(net(val), val, args.lmbda, args.metric)
                 vpsnr = -10 * math.log10(v["mse"].item())
                 log.writerow([step + 1, "val", v["loss"].item(), v["bpp"].item(), vpsnr, aux.item(), lr,
-                              round(time.time() - t0, 1)])
+                              round(time.time() - t0, 1), pixels(step + 1)])
                 logf.flush()
                 tqdm.write(f"step {step + 1}: val loss {v['loss'].item():.4f} bpp {v['bpp'].item():.4f} "
                            f"PSNR {vpsnr:.2f} dB")
         if (step + 1) % args.ckpt_every == 0:
             checkpoint(step + 1)
+    if batches:
+        batches.close()
     if distributed:
         _check_ranks_agree(net)
     checkpoint(args.steps)
@@ -275,7 +340,7 @@ def main(argv=None) -> Path:
     if rank == 0:
         net.eval()
         net.update(force=True)
-        save_checkpoint(final, net, args.arch, kwargs, {**meta, "step": args.steps})
+        save_checkpoint(final, net, args.arch, kwargs, {**meta, "step": args.steps, "pixels": pixels(args.steps)})
         logf.close()
     if distributed:
         dist.barrier()

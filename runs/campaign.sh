@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The RD training campaign (issue 9): one base teacher trained across many sessions.
+# Running state (weights, optimizers, step, pixels seen, RNG) lives outside the work tree in
+# $LICFPGA_RUNS (default ~/.cache/licfpga/runs); a new machine without it resumes from the
+# committed weights (model/checkpoints/) with a fresh optimizer and a linear warm-up.
+# Constant LR (the base phase); the x0.1 decay phase runs only when a campaign is closed
+# for shipping. Validation: the held-out list model/data/val_split.txt, never Kodak.
+#   THREADS=1 (default, the machine is shared with other work) or 2 when it is idle.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${LICFPGA_RUNS:-$HOME/.cache/licfpga/runs}
+NAME=${NAME:-teacher-ms64-0.013}
+INIT=${INIT:-model/checkpoints/mean-scale-0.013.pt}
+THREADS=${THREADS:-1}
+STEPS=${STEPS:-400000}
+mkdir -p "$RUNS/$NAME"
+resume=(--init "$INIT" --warmup 500)
+if [ -f "$RUNS/$NAME/last.pt" ]; then resume=(--resume); fi
+exec nice -n 10 .venv/bin/python -W ignore -m licfpga.model.train \
+  --arch mean-scale --N 64 --M 96 --lambda 0.013 --batch 8 --patch 128 \
+  --precision bf16-islands --channels-last --compile \
+  --lr 5e-4 --lr-decay-at 1.0 --steps "$STEPS" --val-every 1000 --ckpt-every 250 \
+  --threads "$THREADS" --out "$RUNS/$NAME" "${resume[@]}"
