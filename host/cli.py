@@ -128,6 +128,12 @@ def _cmd_students(a, rest) -> None:
     main(rest)
 
 
+def _cmd_bench_train(a, rest) -> None:
+    from licfpga.model.bench_train import main
+
+    main(rest)
+
+
 def _cmd_plan(a, rest) -> None:
     from licfpga.overlay.plan import main
 
@@ -181,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("plan", help="FPGA planner: width + folding for a board, resolution and fps", add_help=False)
     sub.add_parser("prune", help="GDN-aware channel pruning + fine-tuning, RD vs MACs", add_help=False)
     sub.add_parser("students", help="Kodak RD table: teacher, student, QAT, integer model", add_help=False)
+    sub.add_parser("bench-train", help="training step speed: precision / memory format / compile / threads",
+                   add_help=False)
 
     pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
     pt.add_argument("logs", nargs="+")
@@ -223,7 +231,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
                    "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan,
-                   "prune": _cmd_prune, "students": _cmd_students}
+                   "prune": _cmd_prune, "students": _cmd_students, "bench-train": _cmd_bench_train}
     if argv[:1] and argv[0] in passthrough:
         passthrough[argv[0]](None, argv[1:])
         return 0
