@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .checkpoint import load_model, read_checkpoint, resolve_checkpoint, save_checkpoint
-from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
+from .train import SPLIT, RandomCrops, center_crops, lr_at, optimizer_step, rd_loss, train_val_files
 from .zoo import build_model
 
 STUDENT_ARCH = "hyperprior"
@@ -146,7 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--a-out", type=float, default=1.0)
     p.add_argument("--no-distill", action="store_true", help="ablation: RD loss only, same data/steps")
     p.add_argument("--data", default="../shared/data/train")
-    p.add_argument("--val-data", default="../shared/data/kodak")
+    p.add_argument("--val-data", default=SPLIT, help="'split' (default): held-out list of --data; or a folder")
     p.add_argument("--val-images", type=int, default=8)
     p.add_argument("--val-size", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
@@ -213,8 +213,9 @@ def main(argv=None) -> Path:
             adapters.load_state_dict(st["adapters"])
 
     taps_s, taps_t = FeatureTaps(student), FeatureTaps(teacher)
-    crops = RandomCrops(args.data, args.patch, seed=args.seed * 1000 + start)
-    val = center_crops(args.val_data, args.val_size, args.val_images) if args.val_images else None
+    train_files, val_files = train_val_files(args.data, args.val_data)
+    crops = RandomCrops(train_files, args.patch, seed=args.seed * 1000 + start)
+    val = center_crops(val_files, args.val_size, args.val_images) if args.val_images else None
     out.mkdir(parents=True, exist_ok=True)
     new_log = start == 0 or not (out / "log.csv").exists()
     logf = open(out / "log.csv", "w" if new_log else "a", newline="")

@@ -30,7 +30,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .checkpoint import load_model, resolve_checkpoint, save_checkpoint
-from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
+from .train import SPLIT, RandomCrops, center_crops, lr_at, optimizer_step, rd_loss, train_val_files
 from .zoo import ScaleHyperprior
 
 
@@ -158,7 +158,7 @@ def main(argv=None) -> Path:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--data", default="../shared/data/train")
-    p.add_argument("--val-data", default="../shared/data/kodak")
+    p.add_argument("--val-data", default=SPLIT, help="'split' (default): held-out list of --data; or a folder")
     p.add_argument("--val-images", type=int, default=8)
     p.add_argument("--out", default="runs/prune")
     p.add_argument("--threads", type=int, default=None)
@@ -168,9 +168,10 @@ def main(argv=None) -> Path:
     torch.manual_seed(0)
     base, state = load_model(resolve_checkpoint(a.student), update=False)
     lmbda = float(state["meta"]["lambda"])
-    crops = RandomCrops(a.data, 128, seed=4242)
+    train_files, val_files = train_val_files(a.data, a.val_data)
+    crops = RandomCrops(train_files, 128, seed=4242)
     calib = crops.batch(16)
-    val = center_crops(a.val_data, 256, a.val_images)
+    val = center_crops(val_files, 256, a.val_images)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [{"keep": base.g_a[0].out_channels, "steps": 0, **macs_per_px(base), **evaluate(base, val, lmbda)}]

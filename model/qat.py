@@ -291,7 +291,7 @@ def parse_bits(specs) -> dict[str, int]:
 def main(argv=None) -> Path:
     """``licfpga qat``: calibrate + QAT fine-tune a float student, save a QAT checkpoint."""
     from .checkpoint import load_model, resolve_checkpoint
-    from .train import RandomCrops, center_crops, lr_at, optimizer_step, rd_loss
+    from .train import SPLIT, RandomCrops, center_crops, lr_at, optimizer_step, rd_loss, train_val_files
 
     p = argparse.ArgumentParser(prog="licfpga qat", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,7 +304,7 @@ def main(argv=None) -> Path:
     p.add_argument("--patch", type=int, default=128)
     p.add_argument("--calib-batches", type=int, default=8)
     p.add_argument("--data", default="../shared/data/train")
-    p.add_argument("--val-data", default="../shared/data/kodak")
+    p.add_argument("--val-data", default=SPLIT, help="'split' (default): held-out list of --data; or a folder")
     p.add_argument("--val-images", type=int, default=4)
     p.add_argument("--out", default="runs/qat")
     p.add_argument("--seed", type=int, default=0)
@@ -318,9 +318,10 @@ def main(argv=None) -> Path:
         raise SystemExit(f"--student must be a hyperprior student, got {sstate['arch']}")
     lmbda = float(sstate["meta"]["lambda"])
     model = quantize_student(student, parse_bits(args.bits), args.po2)
-    crops = RandomCrops(args.data, args.patch, seed=args.seed + 777)
+    train_files, val_files = train_val_files(args.data, args.val_data)
+    crops = RandomCrops(train_files, args.patch, seed=args.seed + 777)
     calibrate(model, [crops.batch(args.batch) for _ in range(args.calib_batches)])
-    val = center_crops(args.val_data, 256, args.val_images) if args.val_images else None
+    val = center_crops(val_files, 256, args.val_images) if args.val_images else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "log.csv", "w", newline="")

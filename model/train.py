@@ -62,6 +62,13 @@ def split_images(root, split_file=VAL_SPLIT) -> tuple[list[Path], list[Path]]:
     return [p for p in files if p not in set(val)], val
 
 
+def train_val_files(data, val_data=SPLIT) -> tuple[list[Path], list[Path]]:
+    """Training and validation files for ``--data`` / ``--val-data`` (``'split'``: the held-out list)."""
+    if val_data == SPLIT:
+        return split_images(data)
+    return list_images(data), list_images(val_data)
+
+
 class RandomCrops:
     """Random ``patch`` crops with flips from a folder of photos, held in memory.
 
@@ -260,10 +267,7 @@ def main(argv=None) -> Path:
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(net, list(aux_names))
         model = torch.nn.parallel.DistributedDataParallel(net, broadcast_buffers=False)
 
-    if args.val_data == SPLIT:
-        train_files, val_files = split_images(args.data)
-    else:
-        train_files, val_files = list_images(args.data), args.val_data
+    train_files, val_files = train_val_files(args.data, args.val_data)
     crops = RandomCrops(train_files, args.patch, seed=args.seed * 1000 + rank + start)
     val = center_crops(val_files, args.val_size, args.val_images) if rank == 0 and args.val_images else None
     step_model = prepare(model, args.precision, args.channels_last, args.compile)
