@@ -143,7 +143,7 @@ def _cmd_plan(a, rest) -> None:
 def _cmd_plot_train(a) -> None:
     from licfpga.model.train import plot_logs
 
-    print(f"wrote {plot_logs(a.logs, a.out)}")
+    print(f"wrote {plot_logs(a.logs, a.out, x=a.x)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("plot-train", help="plot validation PSNR/bpp of training log.csv files")
     pt.add_argument("logs", nargs="+")
     pt.add_argument("--out", default="training.png")
+    pt.add_argument("--x", choices=["step", "pixels"], default="step", help="x axis: step or training pixels seen")
     pt.set_defaults(fn=_cmd_plot_train)
 
     e = sub.add_parser("eval", help="RD evaluation against classical codecs")

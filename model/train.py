@@ -302,7 +302,19 @@ def main(argv=None) -> Path:
     def pixels(step: int) -> int:
         return int(px0 + (step - start) * px_per_step)
 
+    def validate(step: int, aux: float, lr: float) -> None:
+        net.eval()
+        with torch.no_grad():
+            v = rd_loss(net(val), val, args.lmbda, args.metric)
+        vpsnr = -10 * math.log10(v["mse"].item())
+        log.writerow([step, "val", v["loss"].item(), v["bpp"].item(), vpsnr, aux, lr,
+                      round(time.time() - t0, 1), pixels(step)])
+        logf.flush()
+        tqdm.write(f"step {step}: val loss {v['loss'].item():.4f} bpp {v['bpp'].item():.4f} PSNR {vpsnr:.2f} dB")
+
     t0 = time.time()
+    if val is not None and init_state is not None:   # the starting point, so curves join across runs
+        validate(start, float("nan"), 0.0)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, disable=rank != 0,
                desc=f"train {args.arch} λ={args.lmbda}", unit="step")
     for step in bar:
@@ -324,15 +336,7 @@ def main(argv=None) -> Path:
                               round(time.time() - t0, 1), pixels(step)])
                 logf.flush()
             if val is not None and ((step + 1) % args.val_every == 0 or step + 1 == args.steps):
-                net.eval()
-                with torch.no_grad():
-                    v = rd_loss(net(val), val, args.lmbda, args.metric)
-                vpsnr = -10 * math.log10(v["mse"].item())
-                log.writerow([step + 1, "val", v["loss"].item(), v["bpp"].item(), vpsnr, aux.item(), lr,
-                              round(time.time() - t0, 1), pixels(step + 1)])
-                logf.flush()
-                tqdm.write(f"step {step + 1}: val loss {v['loss'].item():.4f} bpp {v['bpp'].item():.4f} "
-                           f"PSNR {vpsnr:.2f} dB")
+                validate(step + 1, aux.item(), lr)
         if (step + 1) % args.ckpt_every == 0:
             checkpoint(step + 1)
     if batches:
@@ -356,24 +360,31 @@ if __name__ == "__main__":
     main()
 
 
-def plot_logs(csv_paths, out) -> Path:
-    """Validation PSNR and bpp against step for one or more training ``log.csv`` files."""
+def plot_logs(csv_paths, out, x: str = "step", labels=None) -> Path:
+    """Validation loss, PSNR and bpp against ``x`` ("step", or "pixels": training pixels seen,
+    which joins the runs of a campaign) for one or more training ``log.csv`` files."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.8), dpi=130, layout="constrained")
-    ax_psnr, ax_bpp = fig.subplots(1, 2)
-    for path in map(Path, csv_paths):
+    if x not in ("step", "pixels"):
+        raise ValueError(f"x must be 'step' or 'pixels', got {x!r}")
+    fig = Figure(figsize=(12, 3.8), dpi=130, layout="constrained")
+    axes = fig.subplots(1, 3)
+    for k, path in enumerate(map(Path, csv_paths)):
         rows = [r for r in csv.DictReader(open(path)) if r["split"] == "val"]
         if not rows:
             raise ValueError(f"{path}: no validation rows")
-        steps = [int(r["step"]) for r in rows]
-        ax_psnr.plot(steps, [float(r["psnr"]) for r in rows], marker="o", ms=3, label=path.stem)
-        ax_bpp.plot(steps, [float(r["bpp"]) for r in rows], marker="o", ms=3, label=path.stem)
-    for ax, ylabel in ((ax_psnr, "validation PSNR [dB]"), (ax_bpp, "validation rate [bpp]")):
-        ax.set_xlabel("step")
+        if x == "pixels" and not rows[0].get("pixels"):
+            raise ValueError(f"{path}: no pixels column (written by licfpga train since the campaign)")
+        xs = [float(r[x]) for r in rows]
+        label = labels[k] if labels else (path.parent.name if path.stem == "log" else path.stem)
+        for ax, col in zip(axes, ("loss", "psnr", "bpp")):
+            ax.plot(xs, [float(r[col]) for r in rows], marker="o", ms=3, label=label)
+    for ax, ylabel in zip(axes, ("validation RD loss (λ·255²·MSE + bpp)", "validation PSNR [dB]",
+                                 "validation rate [bpp]")):
+        ax.set_xlabel("training pixels seen" if x == "pixels" else "step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.4)
-    ax_psnr.legend(fontsize=8)
+    axes[0].legend(fontsize=8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
