@@ -14,6 +14,8 @@ from licfpga.host import classical, metrics
 from licfpga.host.classical import (CODEC_NAMES, CodecUnavailable, available_codecs, encode_at_bpp,
                                     get_codec, measure, rd_curve)
 
+from .conftest import require
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,8 +53,7 @@ def registry():
 
 def _codec_or_skip(registry, name):
     available, unavailable = registry
-    if name not in available:
-        pytest.skip(f"{name} unavailable here: {unavailable[name]}")
+    require(name in available, f"{name} unavailable here: {unavailable.get(name)}")
     return available[name]
 
 
@@ -136,7 +137,7 @@ def test_every_backend_round_trips(name, factory, img):
         codec = factory()
         classical._probe(codec)
     except Exception as e:  # noqa: BLE001
-        pytest.skip(f"backend not usable here: {type(e).__name__}: {e}")
+        require(False, f"backend not usable here: {type(e).__name__}: {e}")
     assert codec.name == name
     data = codec.encode(img, max(codec.default_qualities))
     out = codec.decode(data)

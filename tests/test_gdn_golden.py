@@ -203,9 +203,8 @@ def test_fixed_point_module(inverse, simplified):
     c = 8
     variant = "simplified" if simplified else "gdn"
     ref, b, g, rng = _random_layer(c, inverse, variant, seed=21)
-    m = FixedPointGDN(c, inverse=inverse, simplified=simplified)
+    m = FixedPointGDN(c, inverse=inverse, simplified=simplified).double()   # float64 like ref: exact copy
     m.load_state_dict(ref.state_dict(), strict=True)          # same names, same reparametrisers
-    m.double()
     x = torch.randn(2, c, 12, 10, dtype=torch.float64) * 2
     with torch.no_grad():
         yf = ref(x)
@@ -225,5 +224,17 @@ def test_fixed_point_module(inverse, simplified):
         # fixed scales (calibrated) are used as given and give the same int params as golden
         m.set_scales(s_in, s_out)
         assert torch.allclose(m(x), yi)
+        # the integer parameters it runs on, checked against the spec formula applied to the
+        # *reference* CompressAI layer's float beta/gamma (not through quantize_gdn_params):
+        # G = rnd(gamma * (s_in*rho)**p * 2**(p*t)), B = max(1, rnd(beta * rho**p * 2**(p*t))),
+        # rnd = floor(v + 0.5), with the per-row exponent t the parameters carry; i.e. each
+        # dequantised G, B within half an LSB of its row's scale of the float value
         p = m.int_params(s_in, s_out)
-        assert np.array_equal(p.gamma, G.quantize_gdn_params(b, g, s_in, s_out, inverse, variant).gamma)
+        assert (p.inverse, p.variant, p.in_scale, p.out_scale) == (inverse, variant, s_in, s_out)
+        assert (p.gamma_bits, p.acc_bits) == (16, 32)             # the kernel's widths
+        pw = 1 if simplified else 2
+        rho = s_in / s_out if inverse else s_out / s_in
+        row = 2.0 ** (pw * p.exponent.astype(float))
+        np.testing.assert_array_equal(p.gamma, np.floor(g * ((s_in * rho) ** pw * row)[:, None] + 0.5))
+        np.testing.assert_array_equal(p.beta, np.maximum(1, np.floor(b * rho ** pw * row + 0.5)))
+        assert np.array_equal(p.lut, G.core_lut(variant))

@@ -193,18 +193,39 @@ np.save(sys.argv[3], rgb)
 """
 
 
+def _qat_decode(q, img: np.ndarray, tile: int) -> np.ndarray:
+    """What the codec's tiles decode to, computed by the QAT model's eval forward instead:
+    each tile edge-padded to a multiple of 64, x_hat rounded to 8 bit, cropped back."""
+    out = np.empty_like(img)
+    for y0 in range(0, img.shape[0], tile):
+        for x0 in range(0, img.shape[1], tile):
+            crop = img[y0:y0 + tile, x0:x0 + tile]
+            h, w = crop.shape[:2]
+            pad = np.pad(crop, ((0, -h % 64), (0, -w % 64), (0, 0)), mode="edge")
+            with torch.no_grad():
+                x_hat = q(torch.from_numpy(pad.copy()).permute(2, 0, 1)[None].float() / 255)["x_hat"]
+            px = np.clip(np.rint(x_hat[0].permute(1, 2, 0).numpy() * 255), 0, 255)
+            out[y0:y0 + h, x0:x0 + w] = px[:h, :w]
+    return out
+
+
 def test_integer_codec_bit_exact_across_processes_and_threads(artifact, tmp_path):
     from licfpga.host.integer_codec import IntegerCodec
 
-    _, path = artifact
+    q, path = artifact
     img = _image(5, 100, 150)                                # not a multiple of 64: padding
     codec = IntegerCodec(path, tile=64)                       # several tiles
     data = codec.encode(img)
     (tmp_path / "a.lic").write_bytes(data)
     ref, _ = codec.decode(data)
-    im = net.IntegerModel.load(path)
-    y, _ = im.analysis(np.pad(img[:64, :64], ((0, 0), (0, 0), (0, 0))))
-    np.testing.assert_array_equal(ref[:64, :64], im.synthesis(y))
+    # an independent reference: the Brevitas QAT model (float32 on the integer grids) run
+    # tile by tile on the same edge-padded crops. Same tolerance as
+    # test_integer_model_matches_qat (float32 vs exact-integer rounding at .5 boundaries;
+    # measured: identical).
+    qat = _qat_decode(q, img, 64)
+    assert len(np.unique(ref)) > 20, "degenerate test: flat decoded image"
+    assert (ref == qat).mean() >= 0.999
+    assert np.abs(ref.astype(int) - qat.astype(int)).max() <= 1
     for threads in ("1", "2"):
         env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
                "MKL_NUM_THREADS": threads}

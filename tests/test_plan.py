@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from licfpga.overlay import deconv
 from licfpga.overlay import plan as planmod
 from licfpga.overlay.boards import BoardError, load_board
 from licfpga.overlay.costmodel import (Layer, budget_of, fold, side_layers, subpixel_kernel,
@@ -25,7 +26,6 @@ def test_cycles_formula_hand_computed():
 
 
 def test_subpixel_kernel_matches_deconv_module():
-    deconv = pytest.importorskip("licfpga.overlay.deconv")
     for k, s in [(5, 2), (3, 2), (3, 1), (7, 2)]:
         assert subpixel_kernel(k, s) == deconv.subpixel_geometry(k, s, k // 2, s - 1).sub_kernel
     m = deconv.mac_counts(48, 30, 5, 2, 17, 30)

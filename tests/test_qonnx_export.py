@@ -19,17 +19,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.core.onnx_exec import execute_onnx
+from qonnx.custom_op.registry import getCustomOp
 
-pytest.importorskip("qonnx")
-pytest.importorskip("brevitas")
-
-from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
-from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
-from qonnx.custom_op.registry import getCustomOp  # noqa: E402
-
-from licfpga.model.golden import gdn as golden_gdn  # noqa: E402
-from licfpga.overlay import export_qonnx as E  # noqa: E402
-from licfpga.overlay.custom_op import DOMAIN, GDN, params_from_attrs  # noqa: E402
+from licfpga.model.golden import gdn as golden_gdn
+from licfpga.overlay import export_qonnx as E
+from licfpga.overlay.custom_op import DOMAIN, GDN, params_from_attrs
 
 SAMPLE = Path(__file__).resolve().parent.parent / "host" / "samples" / "kodim23.png"
 

@@ -11,22 +11,22 @@ from licfpga.model.export_int import export_integer
 from licfpga.model.golden.network import IntegerModel
 from licfpga.model.qat import load_qat
 
-from .conftest import ROOT, sample_image
+from .conftest import ROOT, require, sample_image
 
 QAT = ROOT / "model" / "checkpoints" / "qat" / "qat-student-0.013.pt"
 
 
-@pytest.mark.skipif(not QAT.is_file(), reason="student not shipped")
 def test_shipped_artifact_is_the_shipped_qat_model(tmp_path):
     """Re-exporting the shipped QAT checkpoint reproduces the shipped artifact exactly."""
+    require(QAT.is_file(), f"student not shipped: {QAT}")
     model, state = load_qat(QAT)
     again = IntegerModel.load(export_integer(model, tmp_path / "again", state["meta"]))
     shipped = IntegerModel.load(ROOT / "model" / "checkpoints" / "int-student-0.013.json")
     assert again.digest() == shipped.digest()
 
 
-@pytest.mark.skipif(not QAT.is_file(), reason="student not shipped")
 def test_student_report_rows(tmp_path):
+    require(QAT.is_file(), f"student not shipped: {QAT}")
     img = sample_image(128, 192)
     res = students.run([("crop", img)], teachers=[("0.013", "mean-scale-0.013")],
                        students=[("0.013", "student-0.013")], qats=[("0.013", str(QAT))],

@@ -12,6 +12,8 @@ import pytest
 from licfpga.overlay import vivado
 from licfpga.overlay.boards import list_boards, load_board
 
+from .conftest import require
+
 TCLSH = shutil.which("tclsh")
 
 
@@ -55,9 +57,9 @@ def test_wrong_board(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(TCLSH is None, reason="tclsh not installed")
 @pytest.mark.parametrize("board", ["kv260", "zcu102"])
 def test_tcl_parses(board, tmp_path):
+    require(TCLSH is not None, "tclsh not installed (Debian: apt-get install tcl)")
     d = vivado.write_project(load_board(board), tmp_path)
     check = tmp_path / "check.tcl"
     check.write_text(
