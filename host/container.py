@@ -108,7 +108,10 @@ def _parse(data: bytes, header_len: int, n: int) -> LicFile:
         raise ContainerError("malformed header: longer than the file")
     (mlen,) = struct.unpack_from("<H", data, off)
     off += 2
-    model_id = data[off: off + mlen].decode("utf-8", errors="replace")
+    try:        # strict: a replaced character would make a file that re-packs differently
+        model_id = data[off: off + mlen].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContainerError("malformed header: the model id is not UTF-8") from None
     off += mlen
     whash = data[off: off + 32]
     off += 32
