@@ -836,6 +836,27 @@ def _split(spec: str, targets: list) -> dict:
     return {t: w.get(t, 0) / tot for t in targets}
 
 
+def _git_state() -> dict:
+    """HEAD and the uncommitted files (with their blob hashes) the run's code came from."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args):
+        r = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD")
+    if not head:
+        return {}
+    dirty = {}
+    for line in git("status", "--porcelain", "--untracked-files=all", "--", "host", "model").splitlines():
+        path = line[3:]
+        if path.endswith((".py", ".c", ".h", ".so", ".json", ".npz", ".pt")) and (root / path).is_file():
+            dirty[path] = git("hash-object", path)
+    for so in sorted(root.glob("host/*.so")):       # built extensions (ignored by git)
+        dirty[str(so.relative_to(root))] = git("hash-object", str(so))
+    return {"head": head, "uncommitted": dirty}
+
+
 def markdown(rep: dict) -> str:
     cols = ["target", "executed", "ok", "clear", "unclear", "unexpected", "bad_output", "crashes", "hangs", "ooms",
             "peak_rss_mb", "cov", "ft", "corpus", "lines", "wall_s", "exec_per_s"]
@@ -908,7 +929,8 @@ def main(argv=None) -> int:
     rep = {"command": "python -m licfpga.host.fuzz " + " ".join(sys.argv[1:] if argv is None else argv),
            "settings": {"timeout_ms": a.timeout_ms, "rss_mb": a.rss_mb, "as_mb": a.as_mb, "max_len": a.max_len,
                         "split": share, "float_model": FLOAT_MODEL, "integer_model": INTEGER_MODEL},
-           "seed_files": len(list(seeds.glob("*/*.lic"))), "seed_s": round(seed_s, 1), "targets": []}
+           "seed_files": len(list(seeds.glob("*/*.lic"))), "seed_s": round(seed_s, 1), "git": _git_state(),
+           "started": time.strftime("%Y-%m-%d %H:%M:%S"), "targets": []}
     for t in targets:
         if share[t] <= 0:
             continue
