@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 
 DEFAULT_MODEL = "mean-scale-0.013"
 DEFAULT_INTEGER_MODEL = "int-student-0.013"
 BACKENDS = ("float", "integer", "fpga")
+DEFAULT_MAX_PIXELS = 1 << 28        # = licfpga.host.images.DEFAULT_MAX_PIXELS (not imported: keeps --help fast)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _progress() -> bool:
+    """Tile progress bars on a terminal only: in a pipe or a log they would sit on stderr
+    beside the one error line."""
+    return sys.stderr.isatty()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line (OS errors as 'reason: file')."""
+    if isinstance(exc, MemoryError):
+        msg = f"out of memory{': ' + str(exc) if str(exc) else ''}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        msg = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    else:
+        msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())
 
 
 def _load_codec(backend: str, model, overlay=None, **kwargs):
@@ -26,8 +55,13 @@ def _load_codec(backend: str, model, overlay=None, **kwargs):
 
 
 def _cmd_compress(a) -> None:
-    codec = _load_codec(a.backend, a.model, overlay=a.overlay, tile=a.tile, progress=True)
-    n, (h, w) = codec.compress_file(a.input, a.output)
+    from .codec import check_tile
+    from .images import check_output
+
+    check_tile(a.tile)                  # before loading anything: a bad --tile fails at once
+    check_output(a.output)
+    codec = _load_codec(a.backend, a.model, overlay=a.overlay, tile=a.tile, progress=_progress())
+    n, (h, w) = codec.compress_file(a.input, a.output, max_pixels=a.max_pixels)
     where = f", g_a on the FPGA for {codec.fpga_tiles} tiles, CPU {codec.cpu_tiles}" if a.backend == "fpga" else ""
     print(f"{a.input} -> {a.output}: {n} bytes, {8 * n / (h * w):.4f} bpp, "
           f"{codec.timing.encode_ms:.0f} ms ({codec.name}{where})")
@@ -35,7 +69,10 @@ def _cmd_compress(a) -> None:
 
 def _cmd_decompress(a) -> None:
     from .codec import codec_for_file, read_lic
+    from .images import check_output, output_format
 
+    check_output(a.output)              # before reading or decoding anything
+    output_format(a.output)             # lossless formats only
     data = read_lic(a.input)
     if a.backend == "fpga":      # the file names its integer artifact; g_s on the overlay
         from .integer_codec import IntegerCodec
@@ -46,10 +83,11 @@ def _cmd_decompress(a) -> None:
             if not isinstance(named, IntegerCodec):
                 raise ValueError("--backend fpga decodes integer-backend files; this one is from a float model")
             model = named.path
-        codec = _load_codec("fpga", model, overlay=a.overlay, progress=True)
+        codec = _load_codec("fpga", model, overlay=a.overlay, progress=_progress())
     else:
-        codec = _load_codec(a.backend, a.model, progress=True) if a.model else codec_for_file(data, progress=True)
-    rgb, layout = codec.decode(data)
+        codec = (_load_codec(a.backend, a.model, progress=_progress()) if a.model
+                 else codec_for_file(data, progress=_progress()))
+    rgb, layout = codec.decode(data, max_pixels=a.max_pixels)
     from .images import save_image
 
     save_image(rgb, a.output, layout)
@@ -134,10 +172,10 @@ def _cmd_bench_train(a, rest) -> None:
     main(rest)
 
 
-def _cmd_plan(a, rest) -> None:
+def _cmd_plan(a, rest) -> int:
     from licfpga.overlay.plan import main
 
-    sys.exit(main(rest))
+    return main(rest)
 
 
 def _cmd_plot_train(a) -> None:
@@ -162,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overlay", default=None,
                    help="--backend fpga: the bitstream (default licfpga.bit; .hwh and overlay.json beside it)")
     c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")
+    c.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                   help=f"refuse larger images (default {DEFAULT_MAX_PIXELS} = 2**28)")
     c.set_defaults(fn=_cmd_compress)
 
     d = sub.add_parser("decompress", help=".lic -> PNG")
@@ -172,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --model: how to read it (without --model the file says); fpga: g_s on a "
                         "decoder overlay (PYNQ board), same pixels as integer")
     d.add_argument("--overlay", default=None, help="--backend fpga: the bitstream (default licfpga.bit)")
+    d.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
+                   help=f"refuse files declaring larger images, before allocating (default {DEFAULT_MAX_PIXELS})")
     d.set_defaults(fn=_cmd_decompress)
 
     i = sub.add_parser("info", help="print a .lic file's header")
@@ -223,6 +265,9 @@ def main(argv=None) -> int:
     # Brevitas at import: an optional CUDA kernel package and its own fx deprecation
     warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
     warnings.filterwarnings("ignore", message="brevitas.fx is deprecated")
+    # torch's cpp_extension logs "No CUDA runtime is found" when Brevitas imports it: not ours
+    # to report, and it would make an error message two lines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from licfpga.model.checkpoint import CheckpointError
 
     from .container import ContainerError
@@ -234,18 +279,27 @@ def main(argv=None) -> int:
                    "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan,
                    "prune": _cmd_prune, "students": _cmd_students, "bench-train": _cmd_bench_train}
     if argv[:1] and argv[0] in passthrough:
-        passthrough[argv[0]](None, argv[1:])
-        return 0
-    args = build_parser().parse_args(argv)
+        cmd, run = argv[0], lambda: passthrough[argv[0]](None, argv[1:])
+    else:
+        args = build_parser().parse_args(argv)      # usage errors: argparse's message, exit 2
+        cmd, run = args.cmd, lambda: args.fn(args)
+    # user errors (bad files, paths, values; out of memory) -> one line, exit 2; a traceback
+    # means a bug. ValueError covers ContainerError, ImagePolicyError, OutputError, ArtifactError.
     try:
-        args.fn(args)
-    except (ContainerError, ImagePolicyError, CheckpointError, FileNotFoundError, ValueError, FpgaUnavailable) as exc:
-        print(f"licfpga {args.cmd}: error: {exc}", file=sys.stderr)
+        rc = run()                  # an int: the subcommand's own exit status (plan)
+    except (ContainerError, ImagePolicyError, CheckpointError, OSError, ValueError, FpgaUnavailable,
+            MemoryError) as exc:
+        print(f"licfpga {cmd}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except SystemExit as exc:       # a subcommand's `raise SystemExit("reason")`; argparse/plan exit codes pass
+        if isinstance(exc.code, str):
+            print(f"licfpga {cmd}: error: {_one_line(SystemExit(exc.code))}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -20,9 +20,15 @@ from tqdm import tqdm
 from licfpga.model.checkpoint import load_model, model_id, resolve_checkpoint, shipped_checkpoints, weights_hash
 
 from .container import ContainerError, LicFile, Tile, pack, tile_grid, unpack
-from .images import LAYOUTS, load_image, save_image
+from .images import DEFAULT_MAX_PIXELS, LAYOUTS, load_image, save_image, write_atomic
 
 DEFAULT_TILE = 1024
+MAX_TILE = 0xFFFFFFFF      # the container's u32 tile field
+# Payload plausibility (checked for every tile before any is decoded): a group is never empty
+# (a rANS stream always ends with its flushed state), and never more than this many bytes per
+# latent position (a z position covers stride x stride pixels; 8 bytes per pixel is far above
+# any real file and far below what a corrupt length could make us allocate).
+MAX_PAYLOAD_PER_PIXEL = 8
 INTEGER_MODEL_PREFIX = "int-"     # model ids of the integer backend (host/integer_codec.py)
 _LAYOUT_NAMES = {v: k for k, v in LAYOUTS.items()}
 # Sub-networks whose outputs parametrise the entropy coder: encoder and decoder must compute
@@ -64,6 +70,15 @@ class _IndexCRC:
         return idx
 
 
+def check_tile(tile, stride: int = 64) -> int:
+    """A tile edge the container can hold: a positive multiple of ``stride``, at most u32."""
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not 0 < tile <= MAX_TILE \
+            or tile % stride:
+        raise ValueError(f"--tile must be a positive multiple of {stride} up to {MAX_TILE // stride * stride} "
+                         f"(the file's u32 field), got {tile}")
+    return int(tile)
+
+
 @dataclass
 class Timing:
     encode_ms: float = 0.0
@@ -75,8 +90,7 @@ class Codec:
 
     def __init__(self, model, state: dict, tile: int = DEFAULT_TILE, progress: bool = False):
         stride = getattr(model, "downsampling_factor", 64)
-        if tile <= 0 or tile % stride:
-            raise ValueError(f"tile size must be a positive multiple of {stride}, got {tile}")
+        check_tile(tile, stride)
         self.model, self.state, self.tile, self.stride = model, state, tile, stride
         self.model_id = model_id(state)
         self.weights_hash = weights_hash(model)
@@ -151,24 +165,79 @@ class Codec:
                 f"but the decoder has {self.model_id} (weights {self.weights_hash.hex()[:12]}); "
                 "decode with the model that encoded it")
 
-    @torch.inference_mode()
-    def decode(self, data: bytes) -> tuple[np.ndarray, str]:
-        f = unpack(data)
-        self.check_identity(f)
-        t0 = time.perf_counter()
-        out = np.empty((f.height, f.width, 3), np.uint8)
+    @property
+    def expected_groups(self) -> int:
+        """Payload groups per tile this model writes (``len(compress()["strings"])``), found
+        once by coding one stride x stride gray tile."""
+        if getattr(self, "_groups", None) is None:
+            with torch.inference_mode():
+                out = self.model.compress(torch.full((1, 3, self.stride, self.stride), 0.5))
+            self._groups = len(out["strings"])
+        return self._groups
+
+    @staticmethod
+    def _tile_box(f: LicFile, k: int) -> tuple[int, int, int, int]:
+        """(y0, x0, th, tw) of tile ``k`` (row-major) of ``f``."""
         tx, _ = tile_grid(f.width, f.height, f.tile)
+        j, i = divmod(k, tx)
+        y0, x0 = j * f.tile, i * f.tile
+        return y0, x0, min(f.tile, f.height - y0), min(f.tile, f.width - x0)
+
+    def check_file(self, f: LicFile, max_pixels: int | None = None) -> None:
+        """Everything about a parsed file that can be checked before decoding, for all tiles
+        before any is decoded, so that a crafted header never makes us allocate or compute:
+        model identity, the pixel limit (``max_pixels``, default
+        :data:`~licfpga.host.images.DEFAULT_MAX_PIXELS`), payload groups, and per tile the
+        latent shape and plausible payload sizes (non-empty, at most
+        :data:`MAX_PAYLOAD_PER_PIXEL` bytes per pixel of its latent positions)."""
+        self.check_identity(f)
+        limit = DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+        if f.width * f.height > limit:
+            raise ContainerError(f"the file declares a {f.width}x{f.height} image = {f.width * f.height} pixels, "
+                                 f"above the limit of {limit} pixels (raise it with --max-pixels if this is intended)")
+        if f.groups != self.expected_groups:
+            raise ContainerError(f"malformed file: {f.groups} payload groups per tile, but model {self.name} "
+                                 f"writes {self.expected_groups}")
+        tx, ty = tile_grid(f.width, f.height, f.tile)
+        if len(f.tiles) != tx * ty:
+            raise ContainerError(f"malformed file: {len(f.tiles)} tiles, the size and tile need {tx * ty}")
+        for k, t in enumerate(f.tiles):
+            _, _, th, tw = self._tile_box(f, k)
+            lat = (-(-th // self.stride), -(-tw // self.stride))
+            if tuple(t.latent_shape) != lat:
+                raise ContainerError(f"malformed file: tile {k} latent {tuple(t.latent_shape)}, expected {lat}")
+            if len(t.payloads) != f.groups:
+                raise ContainerError(f"malformed file: tile {k} has {len(t.payloads)} payload groups, not {f.groups}")
+            for g, p in enumerate(t.payloads):
+                if not p:
+                    raise ContainerError(f"malformed file: tile {k} payload group {g} is empty "
+                                         "(the encoder always writes bytes)")
+            size, cap = sum(map(len, t.payloads)), MAX_PAYLOAD_PER_PIXEL * lat[0] * lat[1] * self.stride ** 2
+            if size > cap:
+                raise ContainerError(f"malformed file: tile {k} has {size} payload bytes for {lat[0]}x{lat[1]} "
+                                     f"latent positions (at most {cap})")
+
+    @torch.inference_mode()
+    def decode(self, data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+        """``.lic`` bytes -> (uint8 HxWx3, layout). Every header check (:meth:`check_file`,
+        the pixel limit ``max_pixels`` included) runs before anything is allocated."""
+        f = unpack(data)
+        self.check_file(f, max_pixels)
+        t0 = time.perf_counter()
+        try:
+            out = np.empty((f.height, f.width, 3), np.uint8)
+        except MemoryError:
+            raise ContainerError(f"not enough memory for a {f.width}x{f.height} image") from None
         for k, t in enumerate(tqdm(f.tiles, desc="decode tiles", disable=not self.progress or len(f.tiles) == 1,
                                    unit="tile")):
-            j, i = divmod(k, tx)
-            y0, x0 = j * f.tile, i * f.tile
-            th, tw = min(f.tile, f.height - y0), min(f.tile, f.width - x0)
-            lat_h, lat_w = -(-th // self.stride), -(-tw // self.stride)
-            if t.latent_shape != (lat_h, lat_w):
-                raise ContainerError(f"malformed file: tile {k} latent {t.latent_shape}, expected {(lat_h, lat_w)}")
+            y0, x0, th, tw = self._tile_box(f, k)
             try:
                 px, icrc = self._decompress_tile(t, th, tw)
-            except (ValueError, RuntimeError, IndexError) as exc:
+            except MemoryError:
+                raise ContainerError(f"not enough memory to decode tile {k} ({tw}x{th} px)") from None
+            except (ValueError, RuntimeError, IndexError, OverflowError) as exc:
+                if "allocate" in str(exc) or "memory" in str(exc).lower():
+                    raise ContainerError(f"not enough memory to decode tile {k} ({tw}x{th} px): {exc}") from None
                 raise ContainerError(f"cannot decode tile {k}: {exc}") from None
             if icrc != t.index_crc:
                 raise ContainerError(
@@ -180,31 +249,34 @@ class Codec:
         return out, _LAYOUT_NAMES[f.layout]
 
     # -- files ----------------------------------------------------------------------------
-    def compress_file(self, src, dst) -> tuple[int, tuple[int, int]]:
-        """Returns (file size in bytes, (height, width))."""
-        rgb, layout = load_image(src)
+    def compress_file(self, src, dst, max_pixels: int | None = None) -> tuple[int, tuple[int, int]]:
+        """Returns (file size in bytes, (height, width)). ``dst`` is written atomically."""
+        rgb, layout = load_image(src, max_pixels)
         data = self.encode(rgb, layout)
         _write_atomic(Path(dst), data)
         return len(data), rgb.shape[:2]
 
-    def decompress_file(self, src, dst) -> tuple[np.ndarray, str]:
-        rgb, layout = self.decode(read_lic(src))
+    def decompress_file(self, src, dst, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+        rgb, layout = self.decode(read_lic(src), max_pixels)
         save_image(rgb, dst, layout)
         return rgb, layout
 
 
 def read_lic(path) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise ContainerError(f"{path} is a directory, not a compressed file")
     if not path.is_file():
         raise ContainerError(f"compressed file not found: {path}")
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ContainerError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """``PATH.part`` then rename; on failure no ``.part`` is left (OutputError, one line)."""
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def codec_for_file(data: bytes, candidates=None, **kwargs) -> Codec:

@@ -20,7 +20,7 @@ from compressai.ans import RansDecoder, RansEncoder
 
 from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
 
-from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing
+from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing, check_tile
 from .container import ContainerError, LicFile, Tile
 
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "model" / "checkpoints"
@@ -44,9 +44,10 @@ def resolve_artifact(name_or_path) -> Path:
 class IntegerCodec(Codec):
     """Same container, tiling and API as :class:`Codec`; transforms in exact integers."""
 
+    expected_groups = 2        # payloads per tile: y, z (checked for every tile before decoding)
+
     def __init__(self, artifact, tile: int = DEFAULT_TILE, progress: bool = False):
-        if tile <= 0 or tile % STRIDE:
-            raise ValueError(f"tile size must be a positive multiple of {STRIDE}, got {tile}")
+        check_tile(tile, STRIDE)
         self.path = resolve_artifact(artifact)
         self.model = IntegerModel.load(self.path)
         self.state = {"meta": {"name": self.path.stem}}
@@ -126,14 +127,14 @@ class FpgaIntegerCodec(IntegerCodec):
 
     def __init__(self, artifact, overlay="licfpga.bit", tile: int = DEFAULT_TILE, progress: bool = False,
                  pynq=None):
-        from .pynq_driver import StreamAccelerator
+        from .pynq_driver import StreamAccelerator, read_overlay_description
 
         super().__init__(artifact, tile=tile, progress=progress)
         desc_path = Path(overlay).with_name("overlay.json")
         if not desc_path.is_file():
             raise ArtifactError(f"{desc_path} missing: copy the overlay.json written by "
                                 "`python -m licfpga.overlay.vivado` beside the bitstream")
-        desc = json.loads(desc_path.read_text())
+        desc = read_overlay_description(desc_path)        # every key checked: one clear error
         self.transform = desc.get("transform")
         if self.transform not in ("g_a", "g_s"):
             raise ArtifactError(f"{overlay} runs {self.transform!r}; the fpga backend takes g_a or g_s overlays")

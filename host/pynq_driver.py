@@ -20,12 +20,57 @@ pynq``); pass ``pynq=`` another module with the same API to run the same code el
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 import numpy as np
+
+# what the driver and FpgaIntegerCodec read from overlay.json (dotted = nested keys)
+OVERLAY_KEYS = ("transform", "golden.digest", "io.input.shape", "io.input.datatype",
+                "io.output.shape", "io.output.datatype")
+MAX_FRAME_ELEMENTS = 1 << 28      # one DMA frame; a larger declared shape is a broken descriptor
 
 
 class FpgaUnavailable(RuntimeError):
     """No PYNQ (not on a board) or the overlay could not be loaded."""
+
+
+class OverlayError(ValueError):
+    """``overlay.json`` is unreadable, or lacks or mistypes a key the driver needs."""
+
+
+def read_overlay_description(path) -> dict:
+    """``overlay.json`` (written by ``python -m licfpga.overlay.vivado``), checked: every key
+    of :data:`OVERLAY_KEYS` present, frame shapes NHWC lists of positive integers of a
+    plausible size, datatypes strings. Raises :class:`OverlayError` naming what is wrong."""
+    path = Path(path)
+    hint = "copy the overlay.json written by `python -m licfpga.overlay.vivado` beside the bitstream"
+    try:
+        desc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OverlayError(f"cannot read {path}: {exc}; {hint}") from None
+    missing = []
+    for key in OVERLAY_KEYS:
+        node = desc
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            missing.append(key)
+    if missing:
+        raise OverlayError(f"{path} lacks {', '.join(missing)}: not an overlay description; {hint}")
+    for side in ("input", "output"):
+        io = desc["io"][side]
+        shape = io["shape"]
+        if (not isinstance(shape, list) or len(shape) != 4
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+                or int(np.prod(shape, dtype=object)) > MAX_FRAME_ELEMENTS):
+            raise OverlayError(f"{path}: io.{side}.shape must be an NHWC list of 4 positive integers "
+                               f"(at most {MAX_FRAME_ELEMENTS} elements), got {shape!r}")
+        if not isinstance(io["datatype"], str):
+            raise OverlayError(f"{path}: io.{side}.datatype must be a FINN datatype name, got {io['datatype']!r}")
+    if not isinstance(desc["transform"], str) or not isinstance(desc["golden"]["digest"], str):
+        raise OverlayError(f"{path}: transform and golden.digest must be strings")
+    return desc
 
 
 def _import_pynq():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -37,14 +38,26 @@ def save_checkpoint(path, model, arch: str, kwargs: dict, meta: dict | None = No
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
 
 
+def safe_load(path, what: str = "checkpoint"):
+    """``torch.load(weights_only=True)``: tensors and plain data only, a checkpoint never runs
+    code. Every failure is a one-sentence :class:`CheckpointError` (a file holding other
+    Python objects names the first one refused)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt files
+        msg = " ".join(str(exc).split())
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", msg)
+        if refused:
+            msg = (f"it holds a Python object ({refused.group(1)}) besides tensors and plain data; "
+                   "refused, since loading it could run code")
+        raise CheckpointError(f"cannot read {what} {path}: {msg[:300]}") from None
+
+
 def read_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    state = safe_load(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a licfpga checkpoint (format {FORMAT})")
     return state

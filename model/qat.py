@@ -243,17 +243,37 @@ def calibrate(model: QuantHyperprior, batches) -> None:
 def save_qat(path, model: QuantHyperprior, meta: dict | None = None) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format": "licfpga-qat/1", "config": model.config(), "state_dict": model.state_dict(),
-             "meta": dict(meta or {})}
+    # tensors + plain containers only: load_qat reads it with weights_only=True
+    state = {"format": "licfpga-qat/1", "config": _plain(model.config()), "state_dict": model.state_dict(),
+             "meta": _plain(dict(meta or {}))}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
+def _plain(obj):
+    """JSON-like plain data (dict/list/str/number/bool/None; anything else as its str), so a
+    checkpoint never needs pickle's arbitrary objects to be read back."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
 def load_qat(path) -> tuple[QuantHyperprior, dict]:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    """A QAT checkpoint, read with ``torch.load(weights_only=True)`` (tensors and plain data
+    only: a checkpoint never runs code). CheckpointError when missing, unreadable or not ours."""
+    from .checkpoint import CheckpointError, safe_load
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"QAT checkpoint not found: {path}")
+    state = safe_load(path, "QAT checkpoint")
     if not isinstance(state, dict) or state.get("format") != "licfpga-qat/1":
-        raise ValueError(f"{path} is not a licfpga QAT checkpoint")
+        raise CheckpointError(f"{path} is not a licfpga QAT checkpoint (format licfpga-qat/1)")
     c = state["config"]
     model = QuantHyperprior(c["N"], c["M"], c["bits"], c["po2"], Nh=c.get("Nh"), gdn=c.get("gdn", "gdn"))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})

@@ -249,16 +249,16 @@ def main(argv=None) -> int:
     try:
         widths = sorted({int(v) for v in args.widths.split(",") if v.strip()})
     except ValueError:
-        print(f"error: --widths must be integers, got {args.widths!r}", file=sys.stderr)
+        print(f"licfpga plan: error: --widths must be integers, got {args.widths!r}", file=sys.stderr)
         return 2
     if not widths or min(widths) < 1:
-        print("error: --widths needs positive integers", file=sys.stderr)
+        print("licfpga plan: error: --widths needs positive integers", file=sys.stderr)
         return 2
     if not 0 < args.budget <= 1:
-        print(f"error: --budget must be in (0, 1], got {args.budget}", file=sys.stderr)
+        print(f"licfpga plan: error: --budget must be in (0, 1], got {args.budget}", file=sys.stderr)
         return 2
     if args.fps <= 0:
-        print(f"error: --fps must be positive, got {args.fps}", file=sys.stderr)
+        print(f"licfpga plan: error: --fps must be positive, got {args.fps}", file=sys.stderr)
         return 2
     try:
         if args.all:
@@ -268,7 +268,7 @@ def main(argv=None) -> int:
         plans = [plan(args.board, w, h, args.fps, s, args.budget, args.clock_mhz, widths,
                       args.arch, args.macs_per_dsp, args.uram_weights) for s in sides]
     except BoardError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"licfpga plan: error: {e}", file=sys.stderr)
         return 2
     md = "\n".join(to_markdown(p) for p in plans)
     print(md, end="")
