@@ -12,7 +12,7 @@ FINN_STAMP := $(FINN_VENV)/.installed
 .PHONY: demo test train eval bench clean help overlay overlay-plan overlay-finn overlay-vivado
 
 help:
-	@echo "make demo | test | train TRAIN_ARGS='...' | eval | bench | clean"
+	@echo "make demo | test | train TRAIN_ARGS='...' | eval | bench | results | clean"
 	@echo "make overlay BOARD=kv260|zcu102 [RESOLUTION=1920x1080 FPS=30]"
 
 # torch/torchvision come from the machine's local wheels (see README, "Installing");
@@ -36,6 +36,29 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/licfpga bench
+
+# Regenerate the committed results/ tables with the commands results/README.md documents.
+# Long: hours on the 2-core machine (the students table alone ~20 min; the Kodak eval, the two
+# FINN builds and the GDN-variant table are not timed). Rows that need the training runs'
+# checkpoints (runs/st-*, not in git: runs/student_recipe.sh, runs/student_qat.sh) are made
+# only where those exist. Without them the students table is one run of the shipped files.
+TEACHERS := mean-scale-0.0035 mean-scale-0.0067 mean-scale-0.013 mean-scale-0.025
+.PHONY: results
+results: $(STAMP) $(FINN_STAMP)
+	$(PY) -m licfpga.overlay.plan --all --fps 30 --out results/plan
+	for b in kv260 zcu102; do $(MAKE) finn-build BOARD=$$b RESOLUTION=1920x1080 FPS=30 && \
+	  cp $(BUILD_DIR)/$$b/finn_summary.md results/finn/$${b}_1080p30.md || exit 1; done
+	$(VENV)/bin/licfpga eval --data ../shared/data/kodak --models $(TEACHERS) --out results/kodak
+	if [ -f runs/st-0.013-scratch/final.pt ]; then $(VENV)/bin/licfpga students --out results/students --extra \
+	  "student from scratch (ablation)=0.013:runs/st-0.013-scratch/final.pt" \
+	  "student from scratch (ablation)=0.0035:runs/st-0.0035-scratch/final.pt" \
+	  "student, simplified GDN=0.013:runs/st-0.013-simplified/final.pt"; \
+	else $(VENV)/bin/licfpga students --out results/students; fi
+	test ! -f runs/st-0.013-simplified/final.pt || $(PY) -m licfpga.model.gdn_variants \
+	  --students runs/st-0.0035/final.pt runs/st-0.0067/final.pt runs/st-0.013/final.pt runs/st-0.025/final.pt \
+	  --simplified runs/st-0.013-simplified/final.pt --reference runs/st-0.013/final.pt
+	test ! -f runs/st-0.013/final.pt || { $(VENV)/bin/licfpga prune --student runs/st-0.013/final.pt \
+	  --keep 24 18 12 --steps 300 --out runs/prune && cp runs/prune/pruning.csv runs/prune/pruning.png results/students/; }
 
 clean:
 	rm -rf demo_out results/eval .pytest_cache tests/hw/sim_build
