@@ -17,7 +17,7 @@ help:
 
 # torch/torchvision come from the machine's local wheels (see README, "Installing");
 # pyproject.toml pins the matched pair so pip never resolves a different build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml host/rans/rans.c      # the C source: an edit rebuilds the extension
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,hw]'
 	@touch $@

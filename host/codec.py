@@ -1,4 +1,5 @@
-"""The learned image codec: image <-> ``.lic`` bytes with a zoo model and CompressAI's rANS.
+"""The learned image codec: image <-> ``.lic`` bytes with a zoo model and a rANS coder
+stream-compatible with CompressAI's (ours, bounds-checked: :mod:`licfpga.host.entropy_coder`).
 
 Images are cut into ``tile`` x ``tile`` tiles (default 1024) coded independently, so the
 transform's memory is bounded by one tile whatever the image size; each tile is padded
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from licfpga.model.checkpoint import load_model, model_id, resolve_checkpoint, shipped_checkpoints, weights_hash
 
 from .container import ContainerError, LicFile, Tile, pack, tile_grid, unpack
+from .entropy_coder import CompressAIEntropyCoder
 from .images import DEFAULT_MAX_PIXELS, LAYOUTS, load_image, save_image, write_atomic
 
 DEFAULT_TILE = 1024
@@ -99,6 +101,9 @@ class Codec:
         for name in ENTROPY_PARAM_NETS:
             if hasattr(model, name):
                 _pin_single_thread(getattr(model, name))
+        for name in ("entropy_bottleneck", "gaussian_conditional"):
+            if hasattr(getattr(model, name, None), "entropy_coder"):   # same streams, bounds-checked decode
+                getattr(model, name).entropy_coder = CompressAIEntropyCoder()
         self.index_crc = None
         if hasattr(model, "gaussian_conditional"):
             self.index_crc = _IndexCRC(model.gaussian_conditional)

@@ -1,8 +1,8 @@
 """``--backend integer``: the codec on the bit-exact integer model (no float anywhere).
 
 The transforms are :class:`licfpga.model.golden.network.IntegerModel` (NumPy integer
-arithmetic, exact for any thread count), the entropy coder is CompressAI's rANS
-(``compressai.ans``) fed with the CDF tables stored *in the artifact*, and the CDF index
+arithmetic, exact for any thread count), the entropy coder is our CompressAI-compatible rANS
+(:mod:`licfpga.host.entropy_coder`) fed with the CDF tables stored *in the artifact*, and the CDF index
 of each latent comes from the integer scale thresholds. So the decoder reproduces the
 encoder's indexes on any machine, and the decoded pixels are what the FPGA computes.
 Files use the same ``.lic`` container (model id ``int-hyperprior{...}``, weights hash =
@@ -16,12 +16,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from compressai.ans import RansDecoder, RansEncoder
 
 from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
 
 from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing, check_tile
 from .container import ContainerError, LicFile, Tile
+from .entropy_coder import RansCoder
 
 ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "model" / "checkpoints"
 STRIDE = 64
@@ -59,9 +59,20 @@ class IntegerCodec(Codec):
         self.timing = Timing()
         self.index_crc = None
         z, y = self.model.entropy_tables("z"), self.model.entropy_tables("y")
-        self._z = ([list(map(int, r)) for r in z["cdf"]], z["cdf_length"].tolist(), z["offset"].tolist())
-        self._y = ([list(map(int, r)) for r in y["cdf"]], y["cdf_length"].tolist(), y["offset"].tolist())
+        self.z_coder = RansCoder(z["cdf"], z["cdf_length"], z["offset"])
+        self.y_coder = RansCoder(y["cdf"], y["cdf_length"], y["offset"])
         self._z_median = z["median"].astype(np.int64)
+
+    @property
+    def _y(self) -> tuple:
+        """y tables as CompressAI's RansEncoder takes them (lists; for callers driving it)."""
+        c = self.y_coder
+        return c.cdfs.tolist(), c.cdf_lengths.tolist(), c.offsets.tolist()
+
+    @property
+    def _z(self) -> tuple:
+        c = self.z_coder
+        return c.cdfs.tolist(), c.cdf_lengths.tolist(), c.offsets.tolist()
 
     @classmethod
     def load(cls, artifact, **kwargs) -> "IntegerCodec":
@@ -82,11 +93,8 @@ class IntegerCodec(Codec):
     def _compress_tile(self, crop: np.ndarray) -> Tile:
         y, z = self._analysis(self._pad(np.ascontiguousarray(crop)))
         idx = self.model.scale_indexes(self.model.scale_codes(z))
-        enc = RansEncoder()
-        y_str = enc.encode_with_indexes(y.reshape(-1).tolist(), idx.reshape(-1).tolist(), *self._y)
-        z_sym = z - self._z_median[:, None, None]
-        z_str = enc.encode_with_indexes(z_sym.reshape(-1).tolist(),
-                                        self._z_indexes(z.shape).reshape(-1).tolist(), *self._z)
+        y_str = self.y_coder.encode(y, idx)
+        z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
         crc = zlib.crc32(idx.astype(np.int32).tobytes())
         return Tile(tuple(int(s) for s in z.shape[1:]), [bytes(y_str), bytes(z_str)], crc)
 
@@ -94,13 +102,11 @@ class IntegerCodec(Codec):
         if len(t.payloads) != 2:
             raise ContainerError(f"integer backend expects 2 payloads per tile, got {len(t.payloads)}")
         zh, zw = t.latent_shape
-        dec = RansDecoder()
         zshape = (self.model.z_channels, zh, zw)
-        z_sym = dec.decode_with_indexes(t.payloads[1], self._z_indexes(zshape).reshape(-1).tolist(), *self._z)
-        z = np.asarray(z_sym, dtype=np.int64).reshape(zshape) + self._z_median[:, None, None]
+        z_sym = self.z_coder.decode(t.payloads[1], self._z_indexes(zshape))    # ValueError if malformed
+        z = z_sym.astype(np.int64).reshape(zshape) + self._z_median[:, None, None]
         idx = self.model.scale_indexes(self.model.scale_codes(z))
-        y = np.asarray(dec.decode_with_indexes(t.payloads[0], idx.reshape(-1).tolist(), *self._y),
-                       dtype=np.int64).reshape(self.model.M, 4 * zh, 4 * zw)
+        y = self.y_coder.decode(t.payloads[0], idx).astype(np.int64).reshape(self.model.M, 4 * zh, 4 * zw)
         if np.abs(y).max(initial=0) > 127:
             raise ContainerError("decoded latent outside int8: corrupt payload")
         crc = zlib.crc32(idx.astype(np.int32).tobytes())

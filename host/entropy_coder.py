@@ -1,0 +1,202 @@
+"""The codecs' entropy coder: a small bounds-checked rANS in C (``host/rans/rans.c``, the
+extension module ``licfpga.host._rans``), stream-compatible with CompressAI 1.2.8's
+``compressai.ans.RansEncoder`` / ``RansDecoder``.
+
+Same format (64-bit state, 32-bit renormalisation words, 16-bit CDFs, 4-bit bypass coding of
+values outside a CDF, ``symbol - offset`` conventions): files written with CompressAI's coder
+decode here and new streams are byte-identical to CompressAI's. Unlike CompressAI's decoder,
+which reads past the buffer on a corrupt payload (and was seen to crash the process with
+SIGSEGV), every read is checked against the buffer end, every CDF index against the table
+count, the bypass chunk count against 8, the tables themselves on every call, and, by
+default (``strict``), that the stream ends exactly where its encoder started. A malformed
+stream raises :class:`ValueError` (the codecs turn it into ``ContainerError``).
+
+* :class:`RansCoder` -- tables packed once into contiguous int32 arrays;
+  ``encode(symbols, indexes) -> bytes``, ``decode(data, indexes) -> np.ndarray`` (int32).
+  Symbols and indexes may be NumPy arrays of any integer dtype (int32 is taken without a
+  copy), other buffers, or lists.
+* :class:`CompressAIEntropyCoder` -- a drop-in for CompressAI's ``_EntropyCoder``
+  (``encode_with_indexes`` / ``decode_with_indexes`` with CompressAI's arguments), set as
+  ``model.entropy_bottleneck.entropy_coder`` / ``model.gaussian_conditional.entropy_coder``.
+
+This module needs only NumPy and the compiled extension, no torch or CompressAI (the board
+runtime uses it). The extension is built by ``pip install [-e] .`` (pyproject.toml,
+``[tool.setuptools] ext-modules``), so a board image installing licfpga from source must
+provide a C compiler (gcc/cc) and the Python development headers (``Python.h``; Debian/PYNQ:
+``python3-dev``); a prebuilt wheel for the board's Python needs neither.
+
+Benchmark (ours vs CompressAI driven as the codec drove it, with Python lists):
+``python -m licfpga.host.entropy_coder --bench``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _rans
+
+PRECISION = _rans.PRECISION
+_I32 = np.iinfo(np.int32)
+
+
+def as_int32(x, name: str = "array") -> np.ndarray:
+    """``x`` as a flat C-contiguous int32 array (no copy when it already is one). Integer
+    values outside int32 raise ValueError instead of wrapping."""
+    a = np.asarray(x)
+    if a.dtype != np.int32:
+        if a.size == 0:
+            return np.empty(0, np.int32)
+        if a.dtype.kind not in "iub":
+            raise ValueError(f"{name} must be integers, got dtype {a.dtype}")
+        if a.dtype.kind != "b" and (a.min() < _I32.min or a.max() > _I32.max):
+            raise ValueError(f"{name} has values outside int32 ({a.min()}..{a.max()})")
+        a = a.astype(np.int32)
+    return np.ascontiguousarray(a.reshape(-1))
+
+
+def pack_cdfs(cdfs) -> np.ndarray:
+    """CDF rows (a 2-D array, or a list of possibly ragged lists) -> C-contiguous int32 [n, width]."""
+    if isinstance(cdfs, (list, tuple)) and cdfs and len({len(r) for r in cdfs}) > 1:
+        out = np.zeros((len(cdfs), max(len(r) for r in cdfs)), np.int32)
+        for k, r in enumerate(cdfs):
+            out[k, :len(r)] = as_int32(r, "cdfs")
+        return out
+    a = np.asarray(cdfs)
+    if a.size == 0:
+        return np.zeros((0, 0), np.int32)
+    if a.ndim != 2:
+        raise ValueError(f"cdfs must be 2-D [tables, width], got shape {a.shape}")
+    return as_int32(a, "cdfs").reshape(a.shape)
+
+
+class RansCoder:
+    """rANS with fixed tables: ``cdfs`` [n, width] quantised CDFs (16-bit precision),
+    ``cdf_lengths`` [n] (entries used per row), ``offsets`` [n] (symbol of CDF entry 0), as
+    CompressAI's entropy models and the integer artifacts store them."""
+
+    def __init__(self, cdfs, cdf_lengths, offsets):
+        self.cdfs = pack_cdfs(cdfs)
+        self.cdf_lengths = as_int32(cdf_lengths, "cdf_lengths")
+        self.offsets = as_int32(offsets, "offsets")
+        self._tables = (self.cdfs, self.cdf_lengths, self.offsets)
+        self.n_tables, self.width = _rans.check_tables(*self._tables)
+
+    def encode(self, symbols, indexes) -> bytes:
+        """symbols[i] with CDF indexes[i] -> the rANS stream."""
+        return _rans.encode(as_int32(symbols, "symbols"), as_int32(indexes, "indexes"), *self._tables)
+
+    def decode(self, data, indexes, strict: bool = True) -> np.ndarray:
+        """The int32 symbols of ``data`` (one per index). ValueError on a malformed stream;
+        ``strict``: also on trailing data or a final state that is not the encoder's."""
+        idx = as_int32(indexes, "indexes")
+        out = np.empty(idx.size, np.int32)
+        _rans.decode(data, idx, *self._tables, out, strict)
+        return out
+
+
+class CompressAIEntropyCoder:
+    """Drop-in for ``compressai.entropy_models.entropy_models._EntropyCoder`` ("ans"), on
+    :class:`RansCoder`. CompressAI passes the tables as lists on every call; the last packed
+    tables are kept and reused while the lists are equal. ``decode_with_indexes`` returns an
+    int32 array (CompressAI turns it into a tensor with ``torch.tensor``)."""
+
+    name = "ans"                  # what EntropyModel.__getstate__ pickles
+
+    def __init__(self):
+        self._key = None
+        self._coder = None
+        self._encoder = self._decoder = self   # some CompressAI code calls coder._encoder.encode_with_indexes
+
+    def _coder_for(self, cdfs, cdf_lengths, offsets) -> RansCoder:
+        lists = all(isinstance(a, list) for a in (cdfs, cdf_lengths, offsets))
+        key = (cdfs, cdf_lengths, offsets) if lists else None
+        if key is not None and self._key is not None and key == self._key:
+            return self._coder
+        coder = RansCoder(cdfs, cdf_lengths, offsets)
+        self._key, self._coder = key, coder
+        return coder
+
+    def encode_with_indexes(self, symbols, indexes, cdfs, cdf_lengths, offsets) -> bytes:
+        return self._coder_for(cdfs, cdf_lengths, offsets).encode(symbols, indexes)
+
+    def decode_with_indexes(self, string, indexes, cdfs, cdf_lengths, offsets) -> np.ndarray:
+        return self._coder_for(cdfs, cdf_lengths, offsets).decode(string, indexes)
+
+
+# -- benchmark ---------------------------------------------------------------------------------
+def _sample_symbols(tables: dict, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(symbols, indexes): indexes uniform over the tables, each symbol drawn from its own
+    table's distribution (the escape slot -> a geometric-tailed value outside the CDF)."""
+    rng = np.random.default_rng(seed)
+    cdf, lens, off = tables["cdf"], tables["cdf_length"], tables["offset"]
+    idx = rng.integers(0, len(lens), n).astype(np.int32)
+    u = rng.integers(0, 1 << PRECISION, n)
+    sym = np.empty(n, np.int32)
+    for k in range(len(lens)):
+        sel = idx == k
+        s = np.searchsorted(cdf[k, :lens[k]], u[sel], side="right") - 1
+        esc = s == lens[k] - 2
+        tail = rng.geometric(0.3, int(esc.sum()))
+        s[esc] = np.where(rng.random(int(esc.sum())) < 0.5, -tail, lens[k] - 3 + tail)
+        sym[sel] = s + off[k]
+    return sym, idx
+
+
+def bench_entropy(n: int = 1_000_000, artifact: str = "int-student-0.013", repeat: int = 3) -> dict:
+    """Symbols/s of encode and decode, ours vs CompressAI's RansEncoder/RansDecoder driven as
+    the integer codec drove them (symbols, indexes as Python lists; tables as lists, built
+    once), on ``n`` symbols drawn from the artifact's y tables. Best of ``repeat``."""
+    import time
+
+    from compressai.ans import RansDecoder, RansEncoder
+
+    from licfpga.model.golden.network import IntegerModel
+
+    from .integer_codec import resolve_artifact
+
+    t = IntegerModel.load(resolve_artifact(artifact)).entropy_tables("y")
+    sym, idx = _sample_symbols(t, n)
+    ours = RansCoder(t["cdf"], t["cdf_length"], t["offset"])
+    lists = ([list(map(int, r)) for r in t["cdf"]], t["cdf_length"].tolist(), t["offset"].tolist())
+
+    def best(f):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            out = f()
+            times.append(time.perf_counter() - t0)
+        return min(times), out
+
+    te_o, data = best(lambda: ours.encode(sym, idx))
+    td_o, dec = best(lambda: ours.decode(data, idx))
+    te_c, data_c = best(lambda: RansEncoder().encode_with_indexes(sym.tolist(), idx.tolist(), *lists))
+    td_c, dec_c = best(lambda: np.asarray(RansDecoder().decode_with_indexes(data_c, idx.tolist(), *lists),
+                                          dtype=np.int32))
+    assert data == data_c and np.array_equal(dec, sym) and np.array_equal(dec_c, sym)
+    res = {"symbols": n, "bytes": len(data), "bits_per_symbol": 8 * len(data) / n,
+           "encode": {"ours": n / te_o, "compressai": n / te_c}, "decode": {"ours": n / td_o, "compressai": n / td_c}}
+    print(f"{n} symbols from {artifact}'s y tables ({t['cdf'].shape[0]} CDFs, up to {t['cdf'].shape[1]} entries), "
+          f"{len(data)} bytes ({res['bits_per_symbol']:.3f} bit/symbol), streams identical")
+    for op in ("encode", "decode"):
+        o, c = res[op]["ours"], res[op]["compressai"]
+        print(f"{op}: ours {o / 1e6:7.2f} M symbols/s   CompressAI (lists) {c / 1e6:7.2f} M symbols/s   "
+              f"ratio {o / c:5.2f}x")
+    return res
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m licfpga.host.entropy_coder", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", action="store_true", help="encode/decode throughput, ours vs CompressAI")
+    ap.add_argument("-n", type=int, default=1_000_000, help="symbols (default 1e6)")
+    ap.add_argument("--model", default="int-student-0.013", help="integer artifact whose y tables to use")
+    args = ap.parse_args(argv)
+    if not args.bench:
+        ap.print_help()
+        return
+    bench_entropy(args.n, args.model)
+
+
+if __name__ == "__main__":
+    main()
