@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${LICFPGA_RUNS:-$HOME/.cache/licfpga/runs}
 NAME=${NAME:-teacher-ms64-0.013}
-INIT=${INIT:-model/checkpoints/mean-scale-0.013.pt}
+# committed campaign weights (runs/campaign_report.sh) if any, else the shipped teacher
+INIT=${INIT:-model/checkpoints/campaign/$NAME.pt}
+[ -f "$INIT" ] || INIT=model/checkpoints/mean-scale-0.013.pt
 THREADS=${THREADS:-1}
 STEPS=${STEPS:-400000}
 mkdir -p "$RUNS/$NAME"
