@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default=DEFAULT_MODEL)
     m.set_defaults(fn=_cmd_demo)
 
-    b = sub.add_parser("bench", help="encode/decode time: our codec vs CompressAI's ScaleHyperprior")
+    b = sub.add_parser("bench", help="encode/decode time: integer vs float student, codec path vs bare model")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--size", type=int, nargs=2, default=[512, 768], metavar=("H", "W"))
     b.set_defaults(fn=_cmd_bench)
