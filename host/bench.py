@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from licfpga.model.checkpoint import load_model, resolve_checkpoint
+from licfpga.model.geometry import pad_to_stride
 
 from .codec import Codec
 from .demo import SAMPLES
@@ -58,8 +59,7 @@ def _codec_run(codec: Codec, img: np.ndarray, repeat: int) -> dict:
 def _bare_run(model, img: np.ndarray, stride: int, repeat: int) -> dict:
     """CompressAI's compress/decompress of ``model`` on the replicate-padded image."""
     h, w = img.shape[:2]
-    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float().div_(255)
-    x = torch.nn.functional.pad(x, (0, -w % stride, 0, -h % stride), mode="replicate")
+    x = torch.from_numpy(np.array(pad_to_stride(img, stride))).permute(2, 0, 1)[None].float().div_(255)
     enc, out = _median_ms(lambda: model.compress(x), repeat)
     dec, xh = _median_ms(lambda: model.decompress(out["strings"], out["shape"]), repeat)
     rec = xh["x_hat"][0, :, :h, :w].mul(255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from licfpga.model.checkpoint import shipped_checkpoints
+from licfpga.model.package_data import SAMPLES_DIR
 
 from . import classical
 from .codec import Codec
@@ -17,7 +18,7 @@ from .evaluate import evaluate, load_images, measure_learned, write_outputs
 from .images import save_image
 from .metrics import bpp, ms_ssim, psnr
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = SAMPLES_DIR
 DEMO_CODECS = ("jpeg", "webp", "heif")
 
 

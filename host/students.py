@@ -30,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from licfpga.model.checkpoint import load_model, resolve_checkpoint
+from licfpga.model.geometry import STRIDE
 from licfpga.model.prune import macs_per_px
 from licfpga.model.qat import load_qat
 
@@ -70,7 +71,7 @@ def _qat_row(model, name: str, img: np.ndarray, codec: IntegerCodec, int_data: b
     rec = (out["x_hat"][0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
     row = {"image": name, "bpp": 8 * n_bytes / (h * w), "bpp_estimate": bits_est / (h * w),
            "psnr": psnr(img, rec), "ms_ssim": ms_ssim(img, rec)}
-    yi, _ = im.analysis(img) if (h % 64 == 0 and w % 64 == 0) else (None, None)
+    yi, _ = im.analysis(img) if (h % STRIDE == 0 and w % STRIDE == 0) else (None, None)
     agree = {}
     if yi is not None:
         agree = {"equal": int((yi == y).sum()), "total": int(y.size), "max_diff": int(np.abs(yi - y).max())}

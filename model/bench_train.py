@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from .fast_train import autocast, prepare, to_input
+from .geometry import STRIDE
 from .train import RandomCrops, list_images, optimizer_step, rd_loss
 from .zoo import build_model
 
@@ -72,8 +73,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile setting (slow to compile)")
     p.add_argument("--json", default=None, help="also write the rows here")
     a = p.parse_args(argv)
-    if a.steps <= 0 or a.batch <= 0 or a.patch % 64 or any(t <= 0 for t in a.threads):
-        p.error("--steps, --batch and --threads must be positive and --patch a multiple of 64")
+    if a.steps <= 0 or a.batch <= 0 or a.patch % STRIDE or any(t <= 0 for t in a.threads):
+        p.error(f"--steps, --batch and --threads must be positive and --patch a multiple of {STRIDE}")
     files = list_images(a.data)[:40]
     crops = RandomCrops(files, a.patch, seed=0)
     t0 = time.perf_counter()

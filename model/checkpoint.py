@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from .package_data import SHIPPED_DIR
 from .zoo import build_model
 
 FORMAT = "licfpga-ckpt/1"
-SHIPPED_DIR = Path(__file__).parent / "checkpoints"
 
 
 class CheckpointError(Exception):

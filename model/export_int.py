@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from compressai.models.base import get_scale_table
 
+from .geometry import STRIDE
 from .golden import network as golden_net
 from .qat import QuantGDN, QuantHyperprior, load_qat
 
@@ -169,7 +170,7 @@ def export_integer(model: QuantHyperprior, out, meta: dict | None = None) -> Pat
         "format": golden_net.FORMAT,
         "model": {"arch": "int-hyperprior", **model.config()},
         "meta": dict(meta or {}),
-        "input": {"pixels": "uint8 RGB, [3, H, W], H and W multiples of 64"},
+        "input": {"pixels": f"uint8 RGB, [3, H, W], H and W multiples of {STRIDE}"},
         "transforms": transforms,
         "entropy": {"y_scale_code_scale": s_sc, "scale_table": table.double().tolist(),
                     "arrays": {k.split(".", 1)[1]: k for k in arrays if k.startswith("entropy.")}},

@@ -47,6 +47,7 @@ from compressai.layers import GDN, GDN1
 from compressai.models import CompressionModel
 from tqdm import tqdm
 
+from .geometry import STRIDE
 from .golden import gdn as golden_gdn
 
 WEIGHT_BITS = (4, 6, 8)
@@ -201,7 +202,7 @@ class QuantHyperprior(CompressionModel):
 
     @property
     def downsampling_factor(self) -> int:
-        return 64
+        return STRIDE
 
     def forward(self, x: torch.Tensor) -> dict:
         y_q = self.g_a(self.x_quant(x))

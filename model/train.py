@@ -25,12 +25,14 @@ from tqdm import tqdm
 
 from .checkpoint import load_model, read_checkpoint, save_checkpoint
 from .fast_train import PRECISIONS, Prefetcher, autocast, prepare, to_input
+from .geometry import STRIDE
+from .package_data import VAL_SPLIT
 from .zoo import MODELS, build_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
 # The held-out validation list (paths relative to the training folder): every choice made
 # during training is made on it; Kodak is the test set and is never used for choices.
-VAL_SPLIT = Path(__file__).parent / "data" / "val_split.txt"
+# (VAL_SPLIT: licfpga.model/data/val_split.txt, see package_data)
 SPLIT = "split"   # --val-data value meaning "VAL_SPLIT, held out of --data"
 
 
@@ -115,7 +117,7 @@ def center_crops(root, size: int, limit: int | None) -> torch.Tensor:
     for p in (list_images(root) if isinstance(root, (str, Path)) else root)[:limit]:
         img = Image.open(p).convert("RGB")
         w, h = img.size
-        c = min(size, w, h) // 64 * 64
+        c = min(size, w, h) // STRIDE * STRIDE
         x0, y0 = (w - c) // 2, (h - c) // 2
         crops.append(torch.from_numpy(np.asarray(img.crop((x0, y0, x0 + c, y0 + c))).copy()))
     c = min(t.shape[0] for t in crops)

@@ -20,6 +20,7 @@ from compressai.models import FactorizedPrior as _CaiFactorizedPrior
 from compressai.models import MeanScaleHyperprior as _CaiMeanScaleHyperprior
 from compressai.models import ScaleHyperprior as _CaiScaleHyperprior
 
+from .geometry import STRIDE
 from .layers import WindowAttentionBlock, conv, deconv, make_gdn
 
 
@@ -102,7 +103,7 @@ class ChannelwiseAutoregressive(CompressionModel):
 
     @property
     def downsampling_factor(self) -> int:
-        return 2 ** (4 + 2)
+        return STRIDE       # g_a x16, h_a x4
 
     def _slice_params(self, i: int, mean_support, scale_support, decoded):
         mean = self.cc_mean[i](torch.cat([mean_support, *decoded], 1))

@@ -45,7 +45,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from licfpga.model.geometry import STRIDE
 from licfpga.model.golden import gdn as golden_gdn
+from licfpga.model.package_data import QAT_DIR
 from licfpga.model.qat import TRANSFORMS, QuantGDN, QuantHyperprior
 
 from .custom_op import DOMAIN, gdn_attrs
@@ -112,8 +114,8 @@ def transform_module(model: QuantHyperprior, name: str) -> nn.Sequential:
 def image_hw(size) -> tuple[int, int]:
     """``size`` (square) or ``(height, width)`` of the image, each a multiple of 64."""
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    if h % 64 or w % 64 or h <= 0 or w <= 0:
-        raise ValueError(f"image size must be multiples of 64, got {h}x{w}")
+    if h % STRIDE or w % STRIDE or h <= 0 or w <= 0:
+        raise ValueError(f"image size must be multiples of {STRIDE}, got {h}x{w}")
     return h, w
 
 
@@ -121,7 +123,7 @@ def input_shape(model: QuantHyperprior, name: str, size=64) -> tuple[int, ...]:
     """Export input shape of transform ``name`` for a ``size`` x ``size`` (or ``(h, w)``) image."""
     h, w = image_hw(size)
     return {"g_a": (1, 3, h, w), "h_a": (1, model.M, h // 16, w // 16),
-            "h_s": (1, model.N, h // 64, w // 64), "g_s": (1, model.M, h // 16, w // 16)}[name]
+            "h_s": (1, model.N, h // STRIDE, w // STRIDE), "g_s": (1, model.M, h // 16, w // 16)}[name]
 
 
 def example_input(model: QuantHyperprior, name: str, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -202,7 +204,7 @@ def load_model(qat: str | None = None, student: str | None = None, seed: int = 0
     one the integer artifact ``int-student-0.013`` was exported from), else a random one."""
     from licfpga.model.qat import calibrate, load_qat, quantize_student
 
-    shipped = Path(__file__).resolve().parent.parent / "model" / "checkpoints" / "qat" / "qat-student-0.013.pt"
+    shipped = QAT_DIR / "qat-student-0.013.pt"
     if qat is None and student is None and shipped.is_file():
         qat = str(shipped)
     if qat:

@@ -20,11 +20,13 @@ import math
 import sys
 from pathlib import Path
 
+from licfpga.model.geometry import STRIDE, padded
+
 from .boards import BoardError, list_boards, load_board
 from .costmodel import MVU_LANES, Folding, budget_of, fold, side_layers
 
 DEFAULT_WIDTHS = (16, 24, 30, 32, 48, 64)
-SIZE_MULTIPLE = 64          # hyperprior models pad frames to a multiple of 64 (g_a x16, h_a x4)
+SIZE_MULTIPLE = STRIDE      # hyperprior models pad frames to a multiple of 64 (g_a x16, h_a x4)
 ALL_RESOLUTIONS = ("1280x720", "1920x1080", "3840x2160")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +47,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 
 def pad(n: int) -> int:
-    return -(-n // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    return padded(n, SIZE_MULTIPLE)
 
 
 _CKPT_CACHE: dict | None = None

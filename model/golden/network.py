@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from licfpga.model.geometry import STRIDE
+
 from . import gdn as golden_gdn
 
 FORMAT = "licfpga-int/1"
@@ -259,8 +261,8 @@ class IntegerModel:
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError("expected a uint8 [H, W, 3] image")
-        if rgb.shape[0] % 64 or rgb.shape[1] % 64:
-            raise ValueError("image height and width must be multiples of 64 (pad first)")
+        if rgb.shape[0] % STRIDE or rgb.shape[1] % STRIDE:
+            raise ValueError(f"image height and width must be multiples of {STRIDE} (pad first)")
         y = self.run_transform("g_a", rgb.transpose(2, 0, 1))
         z = self.run_transform("h_a", y)
         return y, z
