@@ -55,7 +55,7 @@ def _load_codec(backend: str, model, overlay=None, **kwargs):
 
 
 def _cmd_compress(a) -> None:
-    from .codec import check_tile
+    from .codec_base import check_tile
     from .images import check_output
 
     check_tile(a.tile)                  # before loading anything: a bad --tile fails at once
@@ -68,7 +68,8 @@ def _cmd_compress(a) -> None:
 
 
 def _cmd_decompress(a) -> None:
-    from .codec import codec_for_file, read_lic
+    from .backends import codec_for_file
+    from .codec_base import read_lic
     from .images import check_output, output_format
 
     check_output(a.output)              # before reading or decoding anything
@@ -96,7 +97,7 @@ def _cmd_decompress(a) -> None:
 
 
 def _cmd_info(a) -> None:
-    from .codec import read_lic
+    from .codec_base import read_lic
     from .container import unpack
 
     f = unpack(read_lic(a.input))
@@ -199,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "integer with g_a on the overlay (on a PYNQ board; same bytes as integer)")
     c.add_argument("--overlay", default=None,
                    help="--backend fpga: the bitstream (default licfpga.bit; .hwh and overlay.json beside it)")
-    c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")
+    c.add_argument("--tile", type=int, default=1024, help="tile edge in px (multiple of 64)")   # = geometry.STRIDE, codec_base.DEFAULT_TILE
     c.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
                    help=f"refuse larger images (default {DEFAULT_MAX_PIXELS} = 2**28)")
     c.set_defaults(fn=_cmd_compress)

@@ -70,7 +70,7 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 # every instrumented comparison of non-scalar objects (a numpy array per `a < b`: measured
 # +1 MB per 1 Mi-element comparison), which grew an integer worker by ~0.1-0.5 MB per input
 # (found by this harness's RSS figures; LICFPGA_FUZZ_TRACE_RSS=1 tallies growth per outcome).
-INSTRUMENT = ["licfpga.host.container", "licfpga.host.codec", "licfpga.host.integer_codec",
+INSTRUMENT = ["licfpga.host.container", "licfpga.host.codec_base", "licfpga.host.codec", "licfpga.host.integer_codec",
               "licfpga.host.entropy_coder"]
 UNINSTRUMENTED = ["licfpga.model.golden.network"]
 COUNTERS = ("executed", "ok", "clear", "unclear", "unexpected", "bad_output", "hangs")
@@ -659,14 +659,15 @@ def worker_main(target: str, workdir: Path, seeds: Path, timeout_ms: float, budg
 # the read path: the functions a decode runs, per module (their lines are the coverage figure)
 READ_PATH = {
     "container.py": ["unpack", "_parse", "tile_grid"],
-    "codec.py": ["Codec.decode", "Codec.check_file", "Codec.check_identity", "Codec.expected_groups",
-                 "Codec._tile_box", "Codec._decompress_tile", "Codec._index_crc_of"],
+    "codec_base.py": ["BaseCodec.decode", "BaseCodec.check_file", "BaseCodec.check_identity", "BaseCodec.matches",
+                      "BaseCodec._tile_box"],
+    "codec.py": ["Codec.decode", "Codec.expected_groups", "Codec._decompress_tile", "Codec._index_crc_of"],
     "integer_codec.py": ["IntegerCodec._decompress_tile", "IntegerCodec._z_indexes", "IntegerCodec._synthesis"],
     "entropy_coder.py": ["RansCoder.decode", "CompressAIEntropyCoder.decode_with_indexes",
                          "CompressAIEntropyCoder._coder_for", "as_int32"],
 }
-REPLAY_MODULES = {"container": ["container.py"], "float": ["container.py", "codec.py", "entropy_coder.py"],
-                  "integer": ["container.py", "codec.py", "integer_codec.py", "entropy_coder.py"]}
+REPLAY_MODULES = {"container": ["container.py"], "float": ["container.py", "codec_base.py", "codec.py", "entropy_coder.py"],
+                  "integer": ["container.py", "codec_base.py", "integer_codec.py", "entropy_coder.py"]}
 
 
 def _function_lines(path: Path, names: list) -> set:

@@ -12,19 +12,47 @@ SHA-256 of the artifact); every tile still carries the CRC of its scale indexes.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from licfpga.model.geometry import STRIDE, pad_to_stride
 from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
+from licfpga.model.package_data import SHIPPED_DIR
 
-from .codec import DEFAULT_TILE, INTEGER_MODEL_PREFIX, Codec, Timing, check_tile
+from .codec_base import DEFAULT_TILE, BaseCodec, Timing, check_tile
 from .container import ContainerError, LicFile, Tile
 from .entropy_coder import RansCoder
 
-ARTIFACT_DIR = Path(__file__).resolve().parent.parent / "model" / "checkpoints"
-STRIDE = 64
+ARTIFACT_DIR = SHIPPED_DIR          # the integer artifacts ship beside the float checkpoints
+ARCH = "hyperprior"                 # the one architecture the integer model implements
+# the model id the integer backend writes: "int-" + ARCH + its widths as sorted compact JSON
+_ID = re.compile(r"int-(?P<arch>[a-z][a-z0-9-]*)(?P<widths>\{.*\})", re.S)
+WIDTHS = ("M", "N", "Nh")
+
+
+def integer_model_id(N: int, M: int, Nh: int) -> str:
+    """The id stored in the files of an integer artifact with these widths."""
+    return "int-" + ARCH + json.dumps({"N": N, "M": M, "Nh": Nh}, sort_keys=True, separators=(",", ":"))
+
+
+def parse_model_id(file_model_id: str) -> tuple[str, dict] | None:
+    """(arch, widths) of an integer-backend model id, or None if it is not one: the id must
+    be exactly what :func:`integer_model_id` writes for positive integer widths."""
+    m = _ID.fullmatch(file_model_id)
+    if m is None or m["arch"] != ARCH:
+        return None
+    try:
+        widths = json.loads(m["widths"])
+    except ValueError:
+        return None
+    if not isinstance(widths, dict) or sorted(widths) != sorted(WIDTHS) \
+            or not all(type(v) is int and v > 0 for v in widths.values()) \
+            or integer_model_id(widths["N"], widths["M"], widths["Nh"]) != file_model_id:
+        return None
+    return m["arch"], widths
 
 
 def shipped_artifacts() -> list[Path]:
@@ -41,8 +69,9 @@ def resolve_artifact(name_or_path) -> Path:
     raise ArtifactError(f"integer artifact not found: {name_or_path} (shipped: {names})")
 
 
-class IntegerCodec(Codec):
-    """Same container, tiling and API as :class:`Codec`; transforms in exact integers."""
+class IntegerCodec(BaseCodec):
+    """Same container, tiling and API as the float :class:`~licfpga.host.codec.Codec` (its
+    peer); transforms in exact integers."""
 
     expected_groups = 2        # payloads per tile: y, z (checked for every tile before decoding)
 
@@ -53,8 +82,7 @@ class IntegerCodec(Codec):
         self.state = {"meta": {"name": self.path.stem}}
         self.tile, self.stride, self.progress = tile, STRIDE, progress
         cfg = self.model.schema["model"]
-        self.model_id = INTEGER_MODEL_PREFIX + "hyperprior" + json.dumps(
-            {"N": cfg["N"], "M": cfg["M"], "Nh": cfg.get("Nh", cfg["N"])}, sort_keys=True, separators=(",", ":"))
+        self.model_id = integer_model_id(cfg["N"], cfg["M"], cfg.get("Nh", cfg["N"]))
         self.weights_hash = self.model.digest()
         self.timing = Timing()
         self.index_crc = None
@@ -78,10 +106,30 @@ class IntegerCodec(Codec):
     def load(cls, artifact, **kwargs) -> "IntegerCodec":
         return cls(artifact, **kwargs)
 
+    @staticmethod
+    def recognises(file_model_id: str) -> bool:
+        """Whether a file's model id is an integer artifact's (:func:`parse_model_id`)."""
+        return parse_model_id(file_model_id) is not None
+
+    @classmethod
+    def for_file(cls, f: LicFile, candidates=None, **kwargs) -> "IntegerCodec | None":
+        """Among shipped (or given) integer artifacts, the one whose identity (model id +
+        SHA-256 of the artifact) the file names; None if the file's model id is not an
+        integer artifact's."""
+        if not cls.recognises(f.model_id):
+            return None
+        for art in candidates or shipped_artifacts():
+            try:
+                codec = IntegerCodec(art, **kwargs)
+            except ArtifactError:
+                continue
+            if codec.matches(f):
+                return codec
+        raise ContainerError(f"no available integer artifact matches the file's model {f.model_id} "
+                             f"(weights {f.weights_hash.hex()[:12]}); pass --model")
+
     def _pad(self, crop: np.ndarray) -> np.ndarray:
-        h, w = crop.shape[:2]
-        ph, pw = (-h) % STRIDE, (-w) % STRIDE
-        return np.pad(crop, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else crop
+        return pad_to_stride(crop, self.stride)
 
     def _z_indexes(self, shape) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[0], dtype=np.int32)[:, None, None], shape)
@@ -187,12 +235,7 @@ def _np_dtype(finn_datatype: str) -> np.dtype:
 
 def integer_codec_for_file(f: LicFile, candidates=None, **kwargs) -> IntegerCodec:
     """Among shipped (or given) integer artifacts, the one whose identity the file names."""
-    for art in candidates or shipped_artifacts():
-        try:
-            codec = IntegerCodec(art, **kwargs)
-        except ArtifactError:
-            continue
-        if codec.model_id == f.model_id and codec.weights_hash == f.weights_hash:
-            return codec
-    raise ContainerError(f"no available integer artifact matches the file's model {f.model_id} "
-                         f"(weights {f.weights_hash.hex()[:12]}); pass --model")
+    codec = IntegerCodec.for_file(f, candidates, **kwargs)
+    if codec is None:
+        raise ContainerError(f"the file's model {f.model_id} is not an integer artifact's")
+    return codec

@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from licfpga.host.codec import Codec, codec_for_file
+from licfpga.host.backends import codec_for_file
+from licfpga.host.codec import Codec
 from licfpga.host.container import FORMAT_VERSION, ContainerError, unpack
 from licfpga.host.images import ImagePolicyError, load_image
 from licfpga.model.checkpoint import load_model, save_checkpoint
