@@ -28,6 +28,12 @@ demo: $(STAMP)
 test: $(STAMP) $(FINN_STAMP)
 	$(PY) -m pytest
 
+# the fast subset: every test but those marked slow (> ~30 s on 2 cores: RTL co-simulations,
+# FINN flows, subprocess round trips); `make test` still runs everything
+.PHONY: test-fast
+test-fast: $(STAMP) $(FINN_STAMP)
+	$(PY) -m pytest -m "not slow"
+
 train: $(STAMP)
 	$(VENV)/bin/licfpga train $(TRAIN_ARGS)
 

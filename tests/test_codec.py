@@ -154,6 +154,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow                    # 6 CLI processes (interpreter + torch start-up each)
 def test_cli_round_trip_and_clear_errors(tmp_path, ckpts):
     Image.fromarray(sample_image(65, 33)).save(tmp_path / "in.png")
     r = _cli("compress", tmp_path / "in.png", tmp_path / "a.lic", "--model", ckpts[0], "--tile", 64)
@@ -204,6 +205,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow                    # 4 CLI runs of the trained model on a 768x512 image
 def test_files_do_not_depend_on_thread_count(tmp_path):
     """Encode with 1 and with 2 torch threads -> identical bytes; decode each file with the
     *other* thread count -> the same image within 1 LSB (g_s runs multi-threaded; its

@@ -50,6 +50,7 @@ def g_a_qonnx(tmp_path_factory):
     return path, out
 
 
+@pytest.mark.slow                    # a whole FINN flow in .venv-finn
 def test_finn_flow_g_a(g_a_qonnx):
     path, out = g_a_qonnx
     stdout = run_finn(
@@ -157,6 +158,7 @@ SHIPPED_QAT = ROOT / "model" / "checkpoints" / "qat" / "qat-student-0.013.pt"
 SHIPPED_INT = ROOT / "model" / "checkpoints" / "int-student-0.013"
 
 
+@pytest.mark.slow                    # a whole FINN flow in .venv-finn
 def test_thresholds_proven_equal_to_golden_requantisation(tmp_path):
     """Every threshold of every Thresholding layer of the shipped student's g_a equals the
     golden integer requantisation clamp((acc*mult + 2**(shift-1)) >> shift, lo, hi) for
@@ -213,6 +215,7 @@ def test_thresholds_proven_equal_to_golden_requantisation(tmp_path):
 FLOW_SIZES = {"h_a": 128, "h_s": 128, "g_s": 64}
 
 
+@pytest.mark.slow                    # a whole FINN flow in .venv-finn
 @pytest.mark.parametrize("transform", ["h_a", "h_s", "g_s"])
 def test_finn_flow_hyper_and_synthesis_transforms(transform, tmp_path):
     """h_a, h_s and g_s of the shipped student through the whole flow for both boards:

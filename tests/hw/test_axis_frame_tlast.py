@@ -53,6 +53,7 @@ if cocotb is not None:
         assert sink.empty()
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_axis_frame_tlast(name, verilator_env, tmp_path):
     cfg = CONFIGS[name]

@@ -145,6 +145,7 @@ def test_depth_to_space_golden_vs_torch():
         depth_to_space_nhwc(np.zeros((2, 2, 6)), 2)
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_depth_to_space_axis_bit_exact(name, verilator_env, tmp_path):
     """Random, extreme and zero rows under idle + back-pressure; free-running throughput."""

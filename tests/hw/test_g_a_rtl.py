@@ -192,6 +192,7 @@ def _crops(n: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 def test_g_a_rtl_bit_exact(g_a_rtl, tmp_path):
     """64x64 RGB -> y (4x4x48 int8) through the stitched FINN + GDN RTL == IntegerModel, and
     the measured cycles/frame within 5 % of FINN's estimate."""

@@ -117,6 +117,7 @@ def g_s_rtl(verilator_env):
     return runner, info, t, integer
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 def test_g_s_rtl_bit_exact(g_s_rtl, tmp_path):
     """y (4x4x48 int8) -> 64x64 RGB through the stitched decoder RTL == IntegerModel; the
     measured cycles/frame within 5 % of FINN's estimate."""

@@ -310,6 +310,7 @@ def test_core_tb_lint_clean(verilator_env):
     lint([RTL, CORE_TB_SV], {}, CORE_TB)
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_gdn_axis_bit_exact(name, verilator_env, tmp_path):
     """Random params + random/extreme pixels, back-pressure, tlast, throughput."""
@@ -321,6 +322,7 @@ def test_gdn_axis_bit_exact(name, verilator_env, tmp_path):
     assert abs(cpp - formula) <= 0.05 * formula
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 @pytest.mark.parametrize("name", ["gdn_c16_pe4", "igdn_c8_pe8"])
 def test_gdn_axis_saturation(name, verilator_env, tmp_path):
     """Output scale 16x too small: most outputs clip to -128/127; still bit exact."""
@@ -328,6 +330,7 @@ def test_gdn_axis_saturation(name, verilator_env, tmp_path):
               n_rand=24)
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 def test_gdn_core_exhaustive(verilator_env, tmp_path):
     """gdn_core (LUT + Newton, all four variants) equals golden core() for every mh.
 

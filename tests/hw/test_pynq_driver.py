@@ -133,6 +133,7 @@ def _build(transform: str):
     return _SIMS[transform]
 
 
+@pytest.mark.slow                    # RTL simulation (Verilator build + cocotb): minutes on 2 cores
 @pytest.mark.parametrize("transform", ["g_a", "g_s"])
 def test_pynq_driver_and_fpga_backend(transform, verilator_env, tmp_path):
     """g_a overlay: the driver's y == integer model, ``--backend fpga`` compress == integer
