@@ -25,8 +25,9 @@ requantisation ``clamp((acc*mult + 2**(shift-1)) >> shift)``). FINN's hardware s
 mult/shift/bias: it stores, per output channel, the 255 (254) thresholds of that
 requantisation (``overlay/threshold_proof.py``) in a binary-search tree
 (``finn-rtllib/thresholding``); the ``threshold`` kind flips those words instead
-(K = the smallest two's-complement width holding the layer's accumulator domain minus the
-bias, what FINN's width minimisation keeps; a transposed conv has one threshold set per
+(K = the smallest two's-complement width holding the layer's thresholds after clipping to
+the accumulator domain, as FINN minimises it: 13..23 bits, 20 for g_a.6 exactly as FINN's
+generated INT20 in the RTL experiment; a transposed conv has one threshold set per
 sub-pixel phase, 4x the memory, each flip reaching one output phase). ``lut`` is the
 GDN kernel's seed ROM (``hls/gdn/gdn_axis.sv``), the same constant in every GDN.
 
@@ -242,9 +243,11 @@ def tree_search(acc: np.ndarray, tree: np.ndarray, n: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class ThresholdLayer:
-    """FINN view of one conv layer's requantisation: ``tree[phase, c, 2**B-1]`` (K-bit
-    two's complement values), ``n`` thresholds, output ``lo``, ``bias`` (removed from the
-    accumulator, as the MVAU never adds it), phases = 1 (conv) or s*s (sub-pixel deconv)."""
+    """FINN view of one conv layer's requantisation: ``tree[phase, c, 2**B-1]`` (``bits`` =
+    WT-bit two's complement values), ``n`` thresholds, output ``lo``, ``bias`` (removed from
+    the accumulator, as the MVAU never adds it), phases = 1 (conv) or s*s (sub-pixel
+    deconv). The MVAU output arrives ``in_bits`` (WI) wide; ``thresholding_axi.sv``
+    saturates it to WT bits when WI > WT (sign-extends otherwise)."""
 
     tree: np.ndarray
     n: int
@@ -252,11 +255,14 @@ class ThresholdLayer:
     bits: int
     bias: np.ndarray
     stride: int
+    in_bits: int = ACC_BITS
 
     def apply(self, acc: np.ndarray) -> np.ndarray:
         """acc [C, H, W] golden accumulators (bias included) -> outputs."""
         c, h, w = acc.shape
-        a = wrap(acc - self.bias[:, None, None], self.bits)
+        a = wrap(acc - self.bias[:, None, None], self.in_bits)
+        if self.in_bits > self.bits:
+            a = np.clip(a, -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1)
         out = np.empty_like(a)
         s = self.stride
         for ph in range(self.tree.shape[0]):
@@ -284,7 +290,7 @@ def threshold_layer(layer: dict, arrays: dict) -> ThresholdLayer:
     dmin, dmax = accumulator_domain(layer, arrays)
     flo, fhi = int((dmin - b).min()), int((dmax - b).max()) + 1
     t = np.clip(t, flo, fhi)
-    bits = max(abs(flo) - 1, fhi).bit_length() + 1
+    bits = max(abs(int(t.min())) - 1, int(t.max()), 0).bit_length() + 1   # FINN: the narrowest type holding them
     n = hi - lo
     nb = max(1, math.ceil(math.log2(n + 1)))
     tree = np.zeros((t.shape[0], (1 << nb) - 1), dtype=np.int64)
@@ -658,7 +664,7 @@ def build_trials(a, model: IntegerModel) -> list[Trial]:
     rates = [float(r) for r in a.rates]
     seeds = range(a.seeds)
     exp = a.experiment
-    names = _layer_names(model, a.layers, with_abs=exp == "layer-acts" or "acts" in getattr(a, "targets", ()))
+    names = _layer_names(model, a.layers, with_abs=exp == "layer-acts" or (exp == "network" and "acts" in a.targets))
     trials = []
     if exp == "layer-params":           # per layer: all its artifact parameters at rate p
         for ln in names:
@@ -780,7 +786,8 @@ def _trial_stats(tr: dict, clean: dict) -> dict:
             "d_bpp": float(np.mean(d_bpp)) if d_bpp else float("nan"),
             "fail": float(np.mean([r["failed"] for r in ims.values()])),
             "changed": float(np.mean([(r["failed"] or abs(r["psnr"] - clean[n]["psnr"]) > 1e-9
-                                       or r["bytes"] != clean[n]["bytes"]) for n, r in ims.items()]))}
+                                       or r["bytes"] != clean[n]["bytes"]) for n, r in ims.items()])),
+            "act_flips": float(np.mean([r.get("act_flips", 0) for r in ims.values()]))}
 
 
 def summarize(res: dict, key: str) -> dict:
@@ -849,6 +856,10 @@ def _plot_rates(agg: dict, clean_psnr: float, clean_bpp: float, title: str, path
     plt.close(fig)
 
 
+def key_name(exp: str) -> str:
+    return {"layer-params": "layer", "layer-acts": "layer", "kind-params": "kind", "network": "target"}[exp]
+
+
 def _single_stats(res: dict, by: str) -> dict:
     clean = res["clean"]
     out: dict = {}
@@ -876,20 +887,35 @@ def cmd_report(a) -> None:
             agg = summarize(r, key)
             summary[name] = {str(g): {str(p): v for p, v in by.items()} for g, by in agg.items()}
             _plot_rates(agg, cp, cb, f"{name}: {scope}; clean {cp:.2f} dB / {cb:.3f} bpp", outdir / f"{name}.png")
-            ref = a.rank_rate
-            rows = []
-            for g, by in agg.items():
-                p = min(by, key=lambda q: abs(math.log10(q) - math.log10(ref)))
-                rows.append((g, by[p]))
-            rows.sort(key=lambda x: (-(x[1]["fail"]), -np.nan_to_num(x[1]["d_psnr"], nan=1e9)))
+            agg = {g: by for g, by in agg.items()
+                   if not (exp == "layer-params" and all(t["info"].get("bits", 1) == 0 for t in r["trials"]
+                                                         if t["info"].get("layer") == g))}
+            rr = [q for q in a.rank_rates if any(q in by for by in agg.values())] or [min(next(iter(agg.values())))]
+            acts = exp == "layer-acts" or (exp == "network" and any("acts" in g for g in agg))
+            mid, top = rr[len(rr) // 2], rr[-1]
+
+            def key(item):
+                by = item[1]
+                return (-by.get(mid, {}).get("fail", 0), -by.get(top, {}).get("fail", 0),
+                        -np.nan_to_num(by.get(top, {}).get("d_psnr", 0), nan=1e9))
+            rows = sorted(agg.items(), key=key)
+            flips = ("activation flips per image (acts: counted where computed -- a file failing in the rANS decoder "
+                     "never runs g_s) or parameter flips") if acts else "parameter flips"
             lines += [f"## {name} ({scope}; clean {cp:.2f} dB, {cb:.4f} bpp; seeds per point: "
                       f"{max(v['n'] for by in agg.values() for v in by.values())})", "",
-                      f"Ranked at rate {ref:g} per bit (most fragile first: decode failures, then PSNR drop).", "",
-                      "| rank | " + key + " | ΔPSNR dB (decodable) | Δbpp | files not decoding | mean param flips |",
-                      "|---|---|---|---|---|---|"]
-            for i, (g, v) in enumerate(rows):
-                lines.append(f"| {i + 1} | {g} | {v['d_psnr']:.3f} | {v['d_bpp']:+.4f} | {100 * v['fail']:.0f} % | "
-                             f"{v['param_flips']:.1f} |")
+                      f"Per rate: ΔPSNR dB of the decodable files / share of files that do not decode / Δbpp / mean "
+                      f"{flips}. Ranked by failures at {mid:g}, then at {top:g}, then ΔPSNR at {top:g}.", "",
+                      "| rank | " + key_name(exp) + " | " + " | ".join(f"rate {q:g}" for q in rr) + " |",
+                      "|---|---|" + "---|" * len(rr)]
+            for i, (g, by) in enumerate(rows):
+                cells = []
+                for q in rr:
+                    v = by.get(q)
+                    fl = v["act_flips"] if v is not None and (exp == "layer-acts" or g.startswith("acts")) \
+                        else (v or {}).get("param_flips", 0)
+                    cells.append("–" if v is None else f"{v['d_psnr']:.3f} / {100 * v['fail']:.0f} % / {v['d_bpp']:+.4f} / "
+                                 f"{fl:.1f}")
+                lines.append(f"| {i + 1} | {g} | " + " | ".join(cells) + " |")
             lines.append("")
         elif exp in ("single-layer", "single-kind"):
             by = "group"
@@ -995,7 +1021,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="plots + ranked tables from run JSONs")
     rp.add_argument("results", nargs="+")
     rp.add_argument("--out", default="results/faults")
-    rp.add_argument("--rank-rate", type=float, default=1e-5)
+    rp.add_argument("--rank-rates", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3],
+                    help="rates shown in the rate tables (ranked by failures at the middle one)")
     rp.set_defaults(fn=cmd_report)
     return p
 
