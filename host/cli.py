@@ -278,7 +278,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough = {"train": _cmd_train, "analyze": _cmd_analyze, "distill": _cmd_distill,  # own options
                    "qat": _cmd_qat, "export-int": _cmd_export_int, "plan": _cmd_plan,
-                   "prune": _cmd_prune, "students": _cmd_students, "bench-train": _cmd_bench_train}
+                   "prune": _cmd_prune, "students": _cmd_students, "bench-train": _cmd_bench_train,
+                   "faults": lambda _a, rest: __import__("licfpga.host.faults", fromlist=["main"]).main(rest)}
     if argv[:1] and argv[0] in passthrough:
         cmd, run = argv[0], lambda: passthrough[argv[0]](None, argv[1:])
     else:
