@@ -140,6 +140,12 @@ class IntegerCodec(BaseCodec):
 
     def _compress_tile(self, crop: np.ndarray) -> Tile:
         y, z = self._analysis(self._pad(np.ascontiguousarray(crop)))
+        for name, lat in (("y", y), ("z", z)):
+            # a fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
+            # results/faults/) would be coded and then refused by every decoder: refuse it here
+            if np.abs(lat).max(initial=0) > 127:
+                raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
+                                 "impossible value (hardware fault?); no file written")
         idx = self.model.scale_indexes(self.model.scale_codes(z))
         y_str = self.y_coder.encode(y, idx)
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))

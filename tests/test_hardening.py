@@ -491,3 +491,23 @@ def test_argparse_usage_errors_still_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "--steps", "many"])
     assert e.value.code == 2 and "licfpga train: error: argument --steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("latent", ["y", "z"])
+def test_impossible_latent_is_refused_at_encode(tmp_path, capsys, monkeypatch, latent):
+    """A latent of -128 (one flipped activation bit, results/faults/) would be coded, then refused
+    by every decoder (|y| <= 127): the encoder refuses it and writes no file."""
+    src = tmp_path / "in.png"
+    Image.fromarray(sample_image(64, 64)).save(src)
+    analysis = IntegerCodec._analysis
+
+    def faulty(self, rgb):
+        y, z = analysis(self, rgb)
+        (y if latent == "y" else z)[0, 0, 0] = -128
+        return y, z
+
+    monkeypatch.setattr(IntegerCodec, "_analysis", faulty)
+    out = tmp_path / "out.lic"
+    rc, err = _cli(capsys, "compress", src, out, "--backend", "integer")
+    _assert_error(rc, err, "compress", rf"latent {latent} outside -127\.\.127")
+    _assert_clean(tmp_path, out)
