@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import math
 import os
 import random
@@ -165,9 +166,13 @@ def lr_at(step: int, total: int, lr: float, decay_at: float, warmup: int = 0, wa
 def _check_ranks_agree(net: torch.nn.Module) -> None:
     """All ranks must hold the same weights (DDP syncs gradients; the aux-trained
     quantiles stay equal because their loss is data-independent). Fail loudly if not."""
-    sums = torch.stack([p.detach().double().sum() for p in net.parameters()])
-    gathered = [torch.empty_like(sums) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, sums)
+    # SHA-256 of every parameter's bytes (a per-tensor sum would miss e.g. two swapped values)
+    h = hashlib.sha256()
+    for p in net.parameters():
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest = torch.frombuffer(bytearray(h.digest()), dtype=torch.int64)
+    gathered = [torch.empty_like(digest) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, digest)
     if not all(torch.equal(g, gathered[0]) for g in gathered):
         raise RuntimeError("DDP ranks diverged: parameters differ between processes")
 
@@ -271,6 +276,16 @@ def main(argv=None) -> Path:
 
     train_files, val_files = train_val_files(args.data, args.val_data)
     crops = RandomCrops(train_files, args.patch, seed=args.seed * 1000 + rank + start)
+    if resume_state is not None and world == 1:
+        # a single-process resume continues the run's random streams where the checkpoint
+        # left them (crops; noise quantisation draws from torch's generator): with
+        # --no-prefetch, A steps + resume to B = an uninterrupted run to B, bit for bit
+        # (with prefetch the batches drawn ahead of the checkpoint are skipped, not repeated).
+        # Older checkpoints lack crops_rng: reseeded by the start step as before.
+        if "crops_rng" in resume_state:
+            crops.rng.setstate(resume_state["crops_rng"])
+        if "torch_rng" in resume_state:
+            torch.set_rng_state(resume_state["torch_rng"])
     val = center_crops(val_files, args.val_size, args.val_images) if rank == 0 and args.val_images else None
     step_model = prepare(model, args.precision, args.channels_last, args.compile)
     batches = None if args.no_prefetch else Prefetcher(lambda: crops.batch(args.batch))
@@ -299,7 +314,7 @@ def main(argv=None) -> Path:
         if rank == 0:
             save_checkpoint(last, net, args.arch, kwargs, {**meta, "step": step, "pixels": pixels(step)},
                             optimizer=opt.state_dict(), aux_optimizer=aux_opt.state_dict(),
-                            torch_rng=torch.get_rng_state())
+                            torch_rng=torch.get_rng_state(), crops_rng=crops.rng.getstate())
 
     def pixels(step: int) -> int:
         return int(px0 + (step - start) * px_per_step)

@@ -38,9 +38,9 @@ def _log_rows(path):
 
 def test_train_resume_and_checkpoint(tmp_path, data, monkeypatch):
     """A run of 8 steps interrupted right after its step-4 checkpoint and resumed with
-    --resume ends where an uninterrupted 8-step run ends: same step counter, pixels seen,
-    optimizer step counts, learning rates and log rows (the first 4 steps bit-identical,
-    --no-prefetch: the batch stream is a function of the seed)."""
+    --resume ends exactly where an uninterrupted 8-step run ends (--no-prefetch: the batch
+    stream is a function of the seed and the checkpointed RNG states): same weights, same
+    optimizer states, step counter, pixels seen, learning rates and log rows."""
     import licfpga.model.train as T
 
     whole, parts = tmp_path / "whole", tmp_path / "parts"
@@ -65,11 +65,16 @@ def test_train_resume_and_checkpoint(tmp_path, data, monkeypatch):
     assert a["meta"]["step"] == b["meta"]["step"] == 8
     assert a["meta"]["pixels"] == b["meta"]["pixels"] == px
     assert read_checkpoint(final)["meta"]["pixels"] == px
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), f"{k} differs after resume"
     for name in ("optimizer", "aux_optimizer"):
         sa, sb = a[name], b[name]
         assert sa["param_groups"] == sb["param_groups"]       # LR of the last step, param ids
         steps = {int(v["step"]) for v in sb["state"].values()}
         assert steps == {int(v["step"]) for v in sa["state"].values()} == {8}, (name, steps)
+        for i, st in sa["state"].items():
+            assert all(torch.equal(t, sb["state"][i][n]) for n, t in st.items()), (name, i)
     assert a["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4 * 0.1)   # decayed at 0.85 * 8
     # the log continues: the same rows (the resumed run appends, it neither repeats nor drops)
     ra, rb = _log_rows(whole / "log.csv"), _log_rows(parts / "log.csv")
@@ -77,9 +82,9 @@ def test_train_resume_and_checkpoint(tmp_path, data, monkeypatch):
     assert [tuple(r[k] for k in key) for r in rb] == [tuple(r[k] for k in key) for r in ra]
     assert [(r["step"], r["split"]) for r in ra] == [("0", "train"), ("4", "val"), ("8", "val")]
     assert [r["pixels"] for r in ra] == ["0", str(px // 2), str(px)]
-    # up to the interruption both runs are the same computation
+    # ... and holds the same figures: the same computation throughout
     head = ("loss", "bpp", "psnr", "aux")
-    assert [[r[k] for k in head] for r in rb[:2]] == [[r[k] for k in head] for r in ra[:2]]
+    assert [[r[k] for k in head] for r in rb] == [[r[k] for k in head] for r in ra]
     model, state = load_model(final)
     assert state["arch"] == "hyperprior" and state["meta"]["lambda"] == 0.013
     # the shipped form is ready for entropy coding
@@ -161,12 +166,16 @@ def _ranks_agree_worker(rank: int, store: str) -> None:
 
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     results = []
-    for diverge in ("", "nudge"):
+    for diverge in ("", "nudge", "swap"):
         torch.manual_seed(0)
         net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 2, 1))
-        if rank == 1 and diverge == "nudge":
+        if rank == 1 and diverge:
             with torch.no_grad():
-                net[1].weight.view(-1)[3] += 1e-3
+                w = net[1].weight.view(-1)
+                if diverge == "nudge":
+                    w[3] += 1e-3
+                else:                                  # same sum, different weights
+                    w[[0, 1]] = w[[1, 0]].clone()
         try:
             _check_ranks_agree(net)
             results.append("agree")
@@ -178,15 +187,15 @@ def _ranks_agree_worker(rank: int, store: str) -> None:
 
 def test_check_ranks_agree_detects_divergence(tmp_path):
     """model/train.py's end-of-training check passes on equal ranks and raises on every
-    rank when one rank's weights differ."""
+    rank when one rank's weights differ: one weight nudged, or two swapped (equal sums)."""
     import torch.multiprocessing as mp
 
     store = str(tmp_path / "store")
     mp.spawn(_ranks_agree_worker, args=(store,), nprocs=2, join=True)
     for k in (0, 1):
-        same, nudged = Path(store + f".rank{k}").read_text().split("\n")
+        same, nudged, swapped = Path(store + f".rank{k}").read_text().split("\n")
         assert same == "agree", (k, same)
-        assert "DDP ranks diverged" in nudged, (k, nudged)
+        assert "DDP ranks diverged" in nudged and "DDP ranks diverged" in swapped, (k, nudged, swapped)
 
 
 def test_plot_logs(tmp_path, data):
