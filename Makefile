@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml host/rans/rans.c      # the C source: an edit rebuilds 
 demo: $(STAMP)
 	$(VENV)/bin/licfpga demo
 
-test: $(STAMP) $(FINN_STAMP)
+test: $(STAMP) $(FINN_STAMP) yosys
 	$(PY) -m pytest
 
 # the fast subset: every test but those marked slow (> ~30 s on 2 cores: RTL co-simulations,

@@ -91,6 +91,7 @@ def _flip_hex_line(path: Path, line: int, bit: int) -> tuple[str, str]:
 
 
 # ==================================================================== 1. GDN kernel alone
+@pytest.mark.slow   # ~35 s on 2 cores (Verilator build)
 def test_gdn_rom_flips_match_golden(verilator_env, tmp_path):
     from licfpga.host import faults as F
     from licfpga.model.golden import gdn as G
