@@ -179,7 +179,7 @@ static PyObject *raise_status(const Status *s, Py_ssize_t n_tables) {
                             (long long)s->value);
     case E_STATE:
         return PyErr_Format(PyExc_ValueError,
-                            "malformed rANS stream: final state 0x%llx is not the encoder's initial state",
+                            "malformed rANS stream: final state %llu is not the encoder's initial state",  /* no %llx in PyErr_Format before 3.12 */
                             (unsigned long long)s->value);
     }
     return PyErr_Format(PyExc_SystemError, "rans: unknown status %d", s->code);
