@@ -19,7 +19,7 @@ import torch
 
 from .fast_train import autocast, prepare, to_input
 from .geometry import STRIDE
-from .train import RandomCrops, list_images, optimizer_step, rd_loss
+from .train import RandomCrops, list_images, optimizer_step, rd_loss, split_aux_params
 from .zoo import build_model
 
 ARCHS = {  # what the campaign trains: the teacher, and a student at the width KV260 1080p30 fits
@@ -42,10 +42,9 @@ def time_step(arch: str, kwargs: dict, x: torch.Tensor, precision: str, channels
     """Median seconds per training step."""
     torch.manual_seed(0)
     net = build_model(arch, **kwargs).train()
-    aux_names = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
-    params = [p for n, p in net.named_parameters() if n not in aux_names]
+    _, params, aux_params = split_aux_params(net)
     opt = torch.optim.Adam(params, lr=1e-4)
-    aux_opt = torch.optim.Adam([p for n, p in net.named_parameters() if n in aux_names], lr=1e-3)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     model = prepare(net, precision, channels_last, compile)
     x = to_input(x, channels_last)
     times = []

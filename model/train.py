@@ -155,6 +155,14 @@ def optimizer_step(loss: torch.Tensor, params, opt, aux_model, aux_opt, clip: fl
     return aux
 
 
+def split_aux_params(net: torch.nn.Module) -> tuple[set, list, list]:
+    """(names, main parameters, auxiliary parameters): the entropy bottleneck's quantiles are
+    fitted by the aux loss on their own optimizer, everything else by the RD loss."""
+    aux_names = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
+    named = list(net.named_parameters())
+    return aux_names, [p for n, p in named if n not in aux_names], [p for n, p in named if n in aux_names]
+
+
 def lr_at(step: int, total: int, lr: float, decay_at: float, warmup: int = 0, warmup_from: int = 0) -> float:
     """Constant learning rate, then x0.1 for the last ``1 - decay_at`` of the steps; a linear
     warm-up over ``warmup`` steps from ``warmup_from`` (a fresh optimizer on trained weights)."""
@@ -261,9 +269,7 @@ def main(argv=None) -> Path:
     # The entropy bottleneck's quantiles are trained by the data-independent aux loss on
     # their own optimizer: every rank computes the same aux gradient from the same
     # initial values, so DDP must not all-reduce them (it would also see them "unused").
-    aux_names = {n for n, _ in net.named_parameters() if n.endswith(".quantiles")}
-    params = [p for n, p in net.named_parameters() if n not in aux_names]
-    aux_params = [p for n, p in net.named_parameters() if n in aux_names]
+    aux_names, params, aux_params = split_aux_params(net)
     opt = torch.optim.Adam(params, lr=args.lr)
     aux_opt = torch.optim.Adam(aux_params, lr=args.aux_lr)
     if resume_state is not None:
