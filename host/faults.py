@@ -666,22 +666,18 @@ def build_trials(a, model: IntegerModel) -> list[Trial]:
     exp = a.experiment
     names = _layer_names(model, a.layers, with_abs=exp == "layer-acts" or (exp == "network" and "acts" in a.targets))
     trials = []
-    if exp == "layer-params":           # per layer: all its artifact parameters at rate p
-        for ln in names:
-            sites = param_sites(model, layer_names={ln}, view=a.view)
+    if exp in ("layer-params", "kind-params"):   # per layer (its artifact parameters), or per kind network-wide
+        if exp == "layer-params":
+            groups = [("layer", ln, 1, names.index(ln), param_sites(model, layer_names={ln}, view=a.view))
+                      for ln in names]
+        else:
+            groups = [("kind", k, 2, KINDS.index(k), param_sites(model, kinds={k}, layer_names=set(names), view="all"))
+                      for k in (a.kinds or KINDS)]
+        for key, g, tag, gi, sites in groups:
             for p in rates:
                 for s in seeds:
-                    rng = np.random.default_rng([s, 1, names.index(ln), int(-math.log10(p) * 100)])
-                    trials.append(Trial(f"{ln}@{p:g}#{s}", {"layer": ln, "rate": p, "target": "params",
-                                        "bits": sum(x.n_bits for x in sites)}, sample_param_flips(rng, sites, rate=p),
-                                        seed=s, clamp=a.clamp == "on"))
-    elif exp == "kind-params":          # per kind, network-wide
-        for kind in a.kinds or KINDS:
-            sites = [x for x in param_sites(model, kinds={kind}, layer_names=set(names), view="all")]
-            for p in rates:
-                for s in seeds:
-                    rng = np.random.default_rng([s, 2, KINDS.index(kind), int(-math.log10(p) * 100)])
-                    trials.append(Trial(f"{kind}@{p:g}#{s}", {"kind": kind, "rate": p, "target": "params",
+                    rng = np.random.default_rng([s, tag, gi, int(-math.log10(p) * 100)])
+                    trials.append(Trial(f"{g}@{p:g}#{s}", {key: g, "rate": p, "target": "params",
                                         "bits": sum(x.n_bits for x in sites)}, sample_param_flips(rng, sites, rate=p),
                                         seed=s, clamp=a.clamp == "on"))
     elif exp in ("single-layer", "single-kind"):
