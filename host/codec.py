@@ -20,7 +20,7 @@ from licfpga.model.zoo import MODELS
 from .codec_base import (DEFAULT_TILE, MAX_PAYLOAD_PER_PIXEL, MAX_TILE, BaseCodec, Timing,  # noqa: F401 (re-exported)
                          check_tile, read_lic)
 from .container import ContainerError, LicFile, Tile
-from .entropy_coder import CompressAIEntropyCoder
+from .entropy_coder import CompressAIEntropyCoder, Streams
 
 # Sub-networks whose outputs parametrise the entropy coder: encoder and decoder must compute
 # them identically, or the rANS decoder silently produces garbage.
@@ -64,10 +64,11 @@ class _IndexCRC:
 class Codec(BaseCodec):
     """A loaded float model plus its identity (id string + weights hash) for the container."""
 
-    def __init__(self, model, state: dict, tile: int = DEFAULT_TILE, progress: bool = False):
-        stride = getattr(model, "downsampling_factor", STRIDE)
-        check_tile(tile, stride)
-        self.model, self.state, self.tile, self.stride = model, state, tile, stride
+    def __init__(self, model, state: dict, tile=DEFAULT_TILE, progress: bool = False, streams: int | None = None,
+                 threads: int | None = None):
+        self.stride = getattr(model, "downsampling_factor", STRIDE)
+        self._set_coding(tile, streams, threads)
+        self.model, self.state = model, state
         self.model_id = model_id(state)
         self.weights_hash = weights_hash(model)
         self.progress = progress
@@ -78,6 +79,12 @@ class Codec(BaseCodec):
         for name in ("entropy_bottleneck", "gaussian_conditional"):
             if hasattr(getattr(model, name, None), "entropy_coder"):   # same streams, bounds-checked decode
                 getattr(model, name).entropy_coder = CompressAIEntropyCoder()
+        # the latent groups (every group but the last, z) are coded by the Gaussian
+        # conditional: it writes S streams per group; a model without one (factorized) has one
+        # group and writes S = 1
+        self._y_coder = getattr(getattr(model, "gaussian_conditional", None), "entropy_coder", None)
+        if self._y_coder is None:
+            self.streams = 1
         self.index_crc = None
         if hasattr(model, "gaussian_conditional"):
             self.index_crc = _IndexCRC(model.gaussian_conditional)
@@ -122,14 +129,33 @@ class Codec(BaseCodec):
     def encode(self, rgb: np.ndarray, layout: str = "rgb") -> bytes:
         return super().encode(rgb, layout)
 
-    def _compress_tile(self, crop: np.ndarray) -> Tile:
-        out, icrc = self._index_crc_of(lambda: self.model.compress(self._to_tensor(crop)))
-        shape = tuple(int(s) for s in out["shape"])
-        return Tile(shape, [bytes(s[0]) for s in out["strings"]], icrc)
+    def _y_streams(self, streams: int):
+        """Let the Gaussian conditional's coder code ``streams`` streams on the codec's pool."""
+        if self._y_coder is not None:
+            self._y_coder.streams, self._y_coder.pool = streams, self._pool
 
-    def _decompress_tile(self, t: Tile, th: int, tw: int) -> tuple[np.ndarray, int]:
+    def _compress_tile(self, crop: np.ndarray, streams: int) -> Tile:
+        self._y_streams(streams)
+        try:
+            out, icrc = self._index_crc_of(lambda: self.model.compress(self._to_tensor(crop)))
+        finally:
+            self._y_streams(1)
+        shape = tuple(int(s) for s in out["shape"])
+        payloads = []
+        for s in out["strings"]:
+            payloads.extend(map(bytes, s[0]) if isinstance(s[0], Streams) else [bytes(s[0])])
+        return Tile(shape, payloads, icrc)
+
+    def _decompress_tile(self, t: Tile, th: int, tw: int, streams: int) -> tuple[np.ndarray, int]:
         """-> (uint8 [th, tw, 3] pixels, CRC32 of the scale indexes)."""
-        dec, icrc = self._index_crc_of(lambda: self.model.decompress([[p] for p in t.payloads], t.latent_shape))
+        groups = (len(t.payloads) - 1) // streams + 1         # check_file made the count consistent
+        strings = [[Streams(t.payloads[g * streams:(g + 1) * streams]) if streams > 1 else t.payloads[g]]
+                   for g in range(groups - 1)] + [[t.payloads[-1]]]
+        self._y_streams(streams)
+        try:
+            dec, icrc = self._index_crc_of(lambda: self.model.decompress(strings, t.latent_shape))
+        finally:
+            self._y_streams(1)
         px = dec["x_hat"][0, :, :th, :tw].mul(255).round_().clamp_(0, 255).byte().permute(1, 2, 0).numpy()
         return px, icrc
 

@@ -15,6 +15,10 @@ stream raises :class:`ValueError` (the codecs turn it into ``ContainerError``).
   ``encode(symbols, indexes) -> bytes``, ``decode(data, indexes) -> np.ndarray`` (int32).
   Symbols and indexes may be NumPy arrays of any integer dtype (int32 is taken without a
   copy), other buffers, or lists.
+* :func:`encode_streams` / :func:`decode_streams` -- one group of symbols as S independent
+  streams (format version 2: stream k holds symbols ``k*n//S .. (k+1)*n//S - 1`` in coding
+  order), coded on a thread pool; the C loops run without the GIL, so the streams really run
+  in parallel, and the bytes are the same whatever the pool.
 * :class:`CompressAIEntropyCoder` -- a drop-in for CompressAI's ``_EntropyCoder``
   (``encode_with_indexes`` / ``decode_with_indexes`` with CompressAI's arguments), set as
   ``model.entropy_bottleneck.entropy_coder`` / ``model.gaussian_conditional.entropy_coder``.
@@ -26,7 +30,8 @@ provide a C compiler (gcc/cc) and the Python development headers (``Python.h``; 
 ``python3-dev``); a prebuilt wheel for the board's Python needs neither.
 
 Benchmark (ours vs CompressAI driven as the codec drove it, with Python lists):
-``python -m licfpga.host.entropy_coder --bench``.
+``python -m licfpga.host.entropy_coder --bench``; streams x threads on a whole image through
+the integer codec: ``python -m licfpga.host.entropy_coder --bench-streams IMAGE``.
 """
 
 from __future__ import annotations
@@ -94,6 +99,47 @@ class RansCoder:
         return out
 
 
+def split_points(n: int, streams: int) -> list[int]:
+    """Boundaries of S near-equal contiguous chunks of n symbols: stream k is [p[k], p[k+1])."""
+    return [k * n // streams for k in range(streams + 1)]
+
+
+def _map(pool, fn, items) -> list:
+    return list(pool.map(fn, items)) if pool is not None else [fn(x) for x in items]
+
+
+def encode_streams(coder: RansCoder, symbols, indexes, streams: int, pool=None) -> list[bytes]:
+    """``symbols`` (with ``indexes``) as ``streams`` independent rANS streams of near-equal
+    symbol counts (:func:`split_points`), encoded on ``pool`` (an Executor; None: here)."""
+    sym, idx = as_int32(symbols, "symbols"), as_int32(indexes, "indexes")
+    if sym.size != idx.size:
+        raise ValueError(f"{sym.size} symbols but {idx.size} indexes")
+    p = split_points(sym.size, streams)
+    return _map(pool, lambda k: coder.encode(sym[p[k]:p[k + 1]], idx[p[k]:p[k + 1]]), range(streams))
+
+
+def decode_streams(coder: RansCoder, payloads, indexes, pool=None, strict: bool = True) -> np.ndarray:
+    """The int32 symbols of the streams ``payloads`` (one per index, split as
+    :func:`encode_streams` split them), decoded on ``pool``. ValueError naming the stream if
+    one is malformed."""
+    idx = as_int32(indexes, "indexes")
+    p, out = split_points(idx.size, len(payloads)), np.empty(idx.size, np.int32)
+
+    def one(k):
+        try:
+            _rans.decode(payloads[k], idx[p[k]:p[k + 1]], *coder._tables, out[p[k]:p[k + 1]], strict)
+        except ValueError as exc:
+            raise ValueError(f"stream {k}: {exc}" if len(payloads) > 1 else str(exc)) from None
+
+    _map(pool, one, range(len(payloads)))
+    return out
+
+
+class Streams(tuple):
+    """The S byte strings of one latent group (what :class:`CompressAIEntropyCoder` returns
+    and takes in place of one string when it codes in streams)."""
+
+
 class CompressAIEntropyCoder:
     """Drop-in for ``compressai.entropy_models.entropy_models._EntropyCoder`` ("ans"), on
     :class:`RansCoder`. CompressAI passes the tables as lists on every call; the last packed
@@ -102,10 +148,13 @@ class CompressAIEntropyCoder:
 
     name = "ans"                  # what EntropyModel.__getstate__ pickles
 
-    def __init__(self):
+    def __init__(self, streams: int = 1):
         self._key = None
         self._coder = None
         self._encoder = self._decoder = self   # some CompressAI code calls coder._encoder.encode_with_indexes
+        # streams > 1: encode returns Streams of that many strings (format version 2); pool:
+        # the Executor to code them on (set by the codec while it codes, None: one thread)
+        self.streams, self.pool = streams, None
 
     def _coder_for(self, cdfs, cdf_lengths, offsets) -> RansCoder:
         lists = all(isinstance(a, list) for a in (cdfs, cdf_lengths, offsets))
@@ -116,11 +165,18 @@ class CompressAIEntropyCoder:
         self._key, self._coder = key, coder
         return coder
 
-    def encode_with_indexes(self, symbols, indexes, cdfs, cdf_lengths, offsets) -> bytes:
-        return self._coder_for(cdfs, cdf_lengths, offsets).encode(symbols, indexes)
+    def encode_with_indexes(self, symbols, indexes, cdfs, cdf_lengths, offsets) -> "bytes | Streams":
+        coder = self._coder_for(cdfs, cdf_lengths, offsets)
+        if self.streams == 1:
+            return coder.encode(symbols, indexes)
+        return Streams(encode_streams(coder, symbols, indexes, self.streams, self.pool))
 
     def decode_with_indexes(self, string, indexes, cdfs, cdf_lengths, offsets) -> np.ndarray:
-        return self._coder_for(cdfs, cdf_lengths, offsets).decode(string, indexes)
+        """``string``: one stream (bytes) or the :class:`Streams` of a group."""
+        coder = self._coder_for(cdfs, cdf_lengths, offsets)
+        if isinstance(string, Streams):
+            return decode_streams(coder, string, indexes, self.pool)
+        return coder.decode(string, indexes)
 
 
 # -- benchmark ---------------------------------------------------------------------------------

@@ -22,9 +22,9 @@ from licfpga.model.geometry import STRIDE, pad_to_stride
 from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
 from licfpga.model.package_data import SHIPPED_DIR
 
-from .codec_base import DEFAULT_TILE, BaseCodec, Timing, check_tile
+from .codec_base import DEFAULT_TILE, BaseCodec, Timing
 from .container import ContainerError, LicFile, Tile
-from .entropy_coder import RansCoder
+from .entropy_coder import RansCoder, decode_streams, encode_streams
 
 ARTIFACT_DIR = SHIPPED_DIR          # the integer artifacts ship beside the float checkpoints
 ARCH = "hyperprior"                 # the one architecture the integer model implements
@@ -75,12 +75,14 @@ class IntegerCodec(BaseCodec):
 
     expected_groups = 2        # payloads per tile: y, z (checked for every tile before decoding)
 
-    def __init__(self, artifact, tile: int = DEFAULT_TILE, progress: bool = False):
-        check_tile(tile, STRIDE)
+    def __init__(self, artifact, tile=DEFAULT_TILE, progress: bool = False, streams: int | None = None,
+                 threads: int | None = None):
+        self.stride = STRIDE
+        self._set_coding(tile, streams, threads)    # checked before loading anything
         self.path = resolve_artifact(artifact)
         self.model = IntegerModel.load(self.path)
         self.state = {"meta": {"name": self.path.stem}}
-        self.tile, self.stride, self.progress = tile, STRIDE, progress
+        self.progress = progress
         cfg = self.model.schema["model"]
         self.model_id = integer_model_id(cfg["N"], cfg["M"], cfg.get("Nh", cfg["N"]))
         self.weights_hash = self.model.digest()
@@ -138,7 +140,7 @@ class IntegerCodec(BaseCodec):
         """(y, z) of a padded tile; the FPGA backend runs g_a on the overlay instead."""
         return self.model.analysis(rgb)
 
-    def _compress_tile(self, crop: np.ndarray) -> Tile:
+    def _compress_tile(self, crop: np.ndarray, streams: int) -> Tile:
         y, z = self._analysis(self._pad(np.ascontiguousarray(crop)))
         for name, lat in (("y", y), ("z", z)):
             # a fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
@@ -147,20 +149,22 @@ class IntegerCodec(BaseCodec):
                 raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
                                  "impossible value (hardware fault?); no file written")
         idx = self.model.scale_indexes(self.model.scale_codes(z))
-        y_str = self.y_coder.encode(y, idx)
+        y_str = encode_streams(self.y_coder, y, idx, streams, self._pool)      # S streams of y
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
         crc = zlib.crc32(idx.astype(np.int32).tobytes())
-        return Tile(tuple(int(s) for s in z.shape[1:]), [bytes(y_str), bytes(z_str)], crc)
+        return Tile(tuple(int(s) for s in z.shape[1:]), [*map(bytes, y_str), bytes(z_str)], crc)
 
-    def _decompress_tile(self, t: Tile, th: int, tw: int) -> tuple[np.ndarray, int]:
-        if len(t.payloads) != 2:
-            raise ContainerError(f"integer backend expects 2 payloads per tile, got {len(t.payloads)}")
+    def _decompress_tile(self, t: Tile, th: int, tw: int, streams: int) -> tuple[np.ndarray, int]:
+        if len(t.payloads) != streams + 1:
+            raise ContainerError(f"integer backend expects {streams + 1} payloads per tile ({streams} streams "
+                                 f"of y, z), got {len(t.payloads)}")
         zh, zw = t.latent_shape
         zshape = (self.model.z_channels, zh, zw)
-        z_sym = self.z_coder.decode(t.payloads[1], self._z_indexes(zshape))    # ValueError if malformed
+        z_sym = self.z_coder.decode(t.payloads[streams], self._z_indexes(zshape))    # ValueError if malformed
         z = z_sym.astype(np.int64).reshape(zshape) + self._z_median[:, None, None]
         idx = self.model.scale_indexes(self.model.scale_codes(z))
-        y = self.y_coder.decode(t.payloads[0], idx).astype(np.int64).reshape(self.model.M, 4 * zh, 4 * zw)
+        y = decode_streams(self.y_coder, t.payloads[:streams], idx, self._pool).astype(np.int64).reshape(
+            self.model.M, 4 * zh, 4 * zw)
         if np.abs(y).max(initial=0) > 127:
             raise ContainerError("decoded latent outside int8: corrupt payload")
         crc = zlib.crc32(idx.astype(np.int32).tobytes())
@@ -185,11 +189,11 @@ class FpgaIntegerCodec(IntegerCodec):
     ``pynq``: the module with PYNQ's API (default ``import pynq``; tests pass cocotbpynq).
     """
 
-    def __init__(self, artifact, overlay="licfpga.bit", tile: int = DEFAULT_TILE, progress: bool = False,
-                 pynq=None):
+    def __init__(self, artifact, overlay="licfpga.bit", tile=DEFAULT_TILE, progress: bool = False,
+                 pynq=None, streams: int | None = None, threads: int | None = None):
         from .pynq_driver import StreamAccelerator, read_overlay_description
 
-        super().__init__(artifact, tile=tile, progress=progress)
+        super().__init__(artifact, tile=tile, progress=progress, streams=streams, threads=threads)
         desc_path = Path(overlay).with_name("overlay.json")
         if not desc_path.is_file():
             raise ArtifactError(f"{desc_path} missing: copy the overlay.json written by "
