@@ -4,12 +4,19 @@
 
 Writes ``<build-dir>/<board>/``: ``board.tcl`` (the board file's parameters as Tcl ``set``
 commands, so the Tcl never parses JSON, + the accelerator's output beats per frame from the
-FINN build), ``axis_frame_tlast.sv`` (TLAST for the DMA), ``overlay.json`` (for the PYNQ
-driver: transform, frame shapes, integer artifact), ``build_overlay.tcl`` (a copy of
-vivado/build_overlay.tcl, so the directory is self-contained on a Vivado machine) and
-``run_vivado.sh`` (the exact command). If ``vivado`` is on PATH it runs it; otherwise it
-prints what to run and exits with status 3: no bitstream was made. Unknown board: 2.
-The accelerator IP is expected in ``<build-dir>/<board>/stitched_ip`` (FINN's output).
+FINN build), ``axis_frame_tlast.sv`` (TLAST for the DMA), ``deploy/overlay.json`` (for the
+PYNQ driver: transform, frame shapes, integer artifact; Vivado adds ``licfpga.bit`` and
+``licfpga.hwh`` beside it), ``build_overlay.tcl`` (a copy of vivado/build_overlay.tcl, so
+the directory is self-contained on a Vivado machine) and ``run_vivado.sh`` (the exact
+command). The accelerator IP is expected in ``<build-dir>/<board>/stitched_ip`` (FINN's
+stitched IP: :mod:`licfpga.overlay.finn_stitch`).
+
+If ``vivado`` is on PATH it runs it (its exit status: 1 on a failed build or unmet timing).
+Otherwise it makes a **recorded dry run** (:func:`dry_run`): the same Tcl under plain
+``tclsh`` with every Vivado command recorded by vivado/vivado_shim.tcl, in
+``<board>/dry_run/`` (log: ``dry_run/vivado_commands.log``), says so, and exits with status
+3 (no bitstream was made) -- or 1 if the dry run itself failed (the Tcl stopped with an
+error: it would stop in Vivado too). Unknown board: 2.
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ from pathlib import Path
 from .boards import BoardError, list_boards, load_board
 
 TCL_SOURCE = Path(__file__).resolve().parent.parent / "vivado" / "build_overlay.tcl"
+# the recorded-dry-run stand-in for Vivado (a `vivado` wrapper around vivado_shim.tcl)
+SHIM_DIR = Path(__file__).resolve().parent.parent / "vivado" / "shim"
+DRY_RUN_LABEL = ("# NEVER RUN HERE: a dry run with Vivado absent. Each numbered line is a Vivado Tcl command\n"
+                 "# the flow would run, in order, recorded by vivado/vivado_shim.tcl under plain tclsh; nothing\n"
+                 "# was synthesised, placed, routed or timed. `=> x (placeholder)` values and `creates`\n"
+                 "# files are the shim's stand-ins, not results.\n")
 # raises TLAST on the accelerator's last output beat of a frame (FINN streams have none; the
 # DMA's S2MM channel needs it): copied beside the Tcl, instantiated as a module reference
 TLAST_RTL = Path(__file__).resolve().parent.parent / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv"
@@ -53,7 +66,9 @@ def overlay_description(build: dict, transform: str) -> dict:
     accelerator's numbers were proven equal to (name + digest: a codec refuses another)."""
     return {"format": "licfpga-overlay/1", "transform": transform, "io": build.get("io"),
             "input_stream": build.get("input_stream"), "output_stream": build.get("output_stream"),
-            "golden": build.get("golden"), "board": build.get("board"), "clk_ns": build.get("clk_ns")}
+            "golden": build.get("golden"), "board": build.get("board"), "clk_ns": build.get("clk_ns"),
+            # FINN's estimate of frames/s for this frame (the driver's DMA timeout scales with it)
+            "est_fps": build.get("est_fps")}
 
 
 def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
@@ -92,7 +107,7 @@ def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
     lines += ["set here [file dirname [file normalize [info script]]]",
               "set stitched_ip_dir [file join $here stitched_ip]",
               "set proj_dir [file join $here vivado_project]",
-              "set out_dir $here"]
+              "set out_dir [file join $here deploy]"]
     lines.append(f"set ps_config [list \\\n    {ps_cfg}]")
     return "\n".join(lines) + "\n"
 
@@ -111,7 +126,8 @@ def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = 
     out_beats = int(build.get("output_stream", {}).get("beats_per_frame", 0))
     (d / "board.tcl").write_text(board_tcl(board, jobs, out_beats))
     if build:
-        (d / "overlay.json").write_text(json.dumps(overlay_description(build, transform), indent=1))
+        (d / "deploy").mkdir(exist_ok=True)
+        (d / "deploy" / "overlay.json").write_text(json.dumps(overlay_description(build, transform), indent=1))
     shutil.copyfile(TCL_SOURCE, d / "build_overlay.tcl")
     shutil.copyfile(TLAST_RTL, d / TLAST_RTL.name)
     script = d / "run_vivado.sh"
@@ -121,6 +137,55 @@ def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = 
                       'cd "$(dirname "$0")"\n' + shlex.join(VIVADO_COMMAND) + "\n")
     script.chmod(0o755)
     return d
+
+
+def shim_props(board: dict, build: dict) -> str:
+    """Values the dry run's ``get_property`` returns for the stream widths (bytes) that
+    build_overlay.tcl compares to place width converters: the DMA side from the board file,
+    the accelerator side from the FINN build (FINN pads stream widths to whole bytes)."""
+    acc = board.get("accelerator", {})
+    dma_b = int(board["dma"]["stream_data_width"]) // 8
+    in_b = -(-int(build.get("input_stream", {}).get("width_bits", 8)) // 8)
+    out_b = -(-int(build.get("output_stream", {}).get("width_bits", 8)) // 8)
+    rows = [("dma/M_AXIS_MM2S", dma_b), ("dma/S_AXIS_S2MM", dma_b),
+            (f"accel/{acc.get('s_axis', 's_axis_0')}", in_b), (f"accel/{acc.get('m_axis', 'm_axis_0')}", out_b),
+            ("tlast/m_axis", out_b)]
+    return "".join(f"prop {{CONFIG.TDATA_NUM_BYTES {pin}}} {v}\n" for pin, v in rows)
+
+
+def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None, whs: str | None = None):
+    """Recorded dry run of ``run_vivado.sh`` in ``d/dry_run/`` (a copy of the project files, so
+    the shim's placeholder bitstream never lands in ``d/deploy``): ``vivado`` is the shim
+    (vivado/shim/vivado), the accelerator IP is ``dry_run/stitched_ip`` (made by the FINN
+    step's own dry run, :mod:`licfpga.overlay.finn_stitch`, whose recorded commands
+    ``dry_run/finn_stitch_commands.log`` come first in the log). ``wns``/``whs``: the worst
+    slack the shim reports (default 0.0). Returns (exit status, log path, last output line)."""
+    dr = d / "dry_run"
+    dr.mkdir(exist_ok=True)
+    for name in ("board.tcl", "build_overlay.tcl", TLAST_RTL.name):
+        shutil.copyfile(d / name, dr / name)
+    shutil.rmtree(dr / "deploy", ignore_errors=True)
+    shutil.rmtree(dr / "vivado_project", ignore_errors=True)
+    if (d / "deploy" / "overlay.json").is_file():
+        (dr / "deploy").mkdir()
+        shutil.copyfile(d / "deploy" / "overlay.json", dr / "deploy" / "overlay.json")
+    build = finn_build(d.parent, board["name"], transform)
+    (dr / "shim_props.tcl").write_text(shim_props(board, build))
+    log = dr / "vivado_commands.log"
+    finn_log = dr / "finn_stitch_commands.log"
+    log.write_text(DRY_RUN_LABEL + f"# board {board['name']}, transform {transform}\n"
+                   + (finn_log.read_text() if finn_log.is_file() else
+                      "# (no FINN stitched-IP dry run in dry_run/: python -m licfpga.overlay.finn_stitch)\n"))
+    env = dict(os.environ, LICFPGA_SHIM_LOG=str(log), LICFPGA_SHIM_PROPS=str(dr / "shim_props.tcl"),
+               LICFPGA_SHIM_STRICT="1", PATH=f"{SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
+    for k, v in (("LICFPGA_SHIM_WNS", wns), ("LICFPGA_SHIM_WHS", whs)):
+        if v is not None:
+            env[k] = str(v)
+    p = subprocess.run([str(SHIM_DIR / "vivado")] + VIVADO_COMMAND[1:], cwd=dr, env=env,
+                       capture_output=True, text=True)
+    out = (p.stdout + p.stderr).strip().splitlines()
+    (dr / "vivado.log").write_text(p.stdout + p.stderr)
+    return p.returncode, log, (out[-1] if out else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,8 +213,19 @@ def main(argv=None) -> int:
     if shutil.which("vivado") is None:
         print("vivado is not on PATH: no bitstream was made. On a machine with Vivado "
               "(2024.2 / 2025.1), after the FINN step has filled "
-              f"{d / 'stitched_ip'}, run:\n  {d / 'run_vivado.sh'}\nwhich is:\n  cd {d} && {shlex.join(cmd)}",
+              f"{d / 'stitched_ip'}, run:\n  {d / 'run_vivado.sh'}\nwhich is:\n  cd {d} && {shlex.join(cmd)}\n"
+              f"The bitstream, licfpga.hwh and overlay.json then land in {d / 'deploy'}.",
               file=sys.stderr)
+        if shutil.which("tclsh") is None:
+            print("tclsh is not installed either (make tclsh): no dry run.", file=sys.stderr)
+            return EXIT_NO_VIVADO
+        rc, log, last = dry_run(d, board, args.transform)
+        if rc != 0:
+            print(f"dry run FAILED (the Tcl stopped; it would stop in Vivado too): {last}\n"
+                  f"  recorded commands: {log}", file=sys.stderr)
+            return 1
+        print(f"dry run (Vivado absent, nothing built): the Vivado commands the flow would run are "
+              f"recorded in {log}", file=sys.stderr)
         return EXIT_NO_VIVADO
     return subprocess.call(cmd, cwd=d)
 

@@ -1,4 +1,4 @@
-# build_overlay.tcl: Zynq UltraScale+ PS + AXI DMA + the FINN accelerator -> licfpga.bit/.hwh
+# build_overlay.tcl: Zynq UltraScale+ PS + AXI DMA + the FINN accelerator -> deploy/licfpga.bit/.hwh
 #
 # NEVER RUN on the project machines (no Vivado there); written for Vivado 2024.2 / 2025.1.
 # Usage (what overlay/build/<board>/run_vivado.sh does):
@@ -15,11 +15,19 @@
 #          accel m_axis -> axis_frame_tlast (TLAST on a frame's last beat, which the DMA
 #          needs) -> [width converter] -> DMA S_AXIS_S2MM
 #          DMA interrupts -> xlconcat -> PS pl_ps_irq0;  pl_clk0 + proc_sys_reset everywhere.
+# Then synthesis, place and route; fails (exit 1, timing summary printed) on negative WNS or
+# WHS; else writes $out_dir (deploy/): licfpga.bit, licfpga.hwh beside overlay.json.
 
 if {[llength $argv] != 1} {
     error "usage: vivado -mode batch -source build_overlay.tcl -tclargs <board.tcl>"
 }
 source [lindex $argv 0]
+
+# every failure: one line naming what is wrong, Vivado exits with status 1
+proc licfpga_fail {msg} {
+    puts "licfpga: ERROR: $msg"
+    exit 1
+}
 
 # ---------------------------------------------------------------- project
 create_project -force licfpga $proj_dir -part $part
@@ -31,13 +39,13 @@ if {[llength $board_connections] > 0} {
 # The accelerator: FINN's stitched IP (a packaged IP with component.xml, VLNV
 # xilinx_finn:finn:finn_design:1.0) produced by the FINN step in $stitched_ip_dir.
 if {![file isdirectory $stitched_ip_dir]} {
-    error "no accelerator IP in $stitched_ip_dir: run the FINN step first (overlay/README.md)"
+    licfpga_fail "no accelerator IP in $stitched_ip_dir: run the FINN stitched-IP step first (python -m licfpga.overlay.finn_stitch, make overlay)"
 }
 set_property ip_repo_paths [list $stitched_ip_dir] [current_project]
 update_ip_catalog
 set accel_vlnv [lindex [get_ipdefs -all -filter {NAME == finn_design}] 0]
 if {$accel_vlnv eq ""} {
-    error "$stitched_ip_dir holds no packaged IP named finn_design"
+    licfpga_fail "$stitched_ip_dir holds no packaged IP named finn_design"
 }
 
 # ---------------------------------------------------------------- block design
@@ -100,7 +108,7 @@ proc stream_link {from to name} {
 # axis_frame_tlast (hls/axis_frame_tlast/, copied beside this file) raises it on the last of
 # the $accel_out_beats output beats of a frame (from the FINN build's estimates.json).
 if {$accel_out_beats < 1} {
-    error "accel_out_beats unknown: run the FINN step (make finn-build) before writing the project"
+    licfpga_fail "accel_out_beats unknown: run the FINN step (make finn-build) before writing the project"
 }
 add_files -norecurse [file join $here axis_frame_tlast.sv]
 update_compile_order -fileset sources_1
@@ -143,20 +151,51 @@ add_files -norecurse [make_wrapper -files $bd_file -top]
 set_property top licfpga_wrapper [current_fileset]
 generate_target all $bd_file
 
-launch_runs impl_1 -to_step write_bitstream -jobs $jobs
+# synthesis + place and route (impl_1 stops after route_design); the bitstream is written
+# below, only once timing is met
+launch_runs impl_1 -jobs $jobs
 wait_on_run impl_1
 if {[get_property PROGRESS [get_runs impl_1]] ne "100%"} {
-    error "implementation failed: see $proj_dir/licfpga.runs/impl_1"
+    licfpga_fail "implementation failed ([get_property STATUS [get_runs impl_1]]): see $proj_dir/licfpga.runs/impl_1"
 }
 
-# ---------------------------------------------------------------- PYNQ files
-# PYNQ's Overlay("licfpga.bit") reads licfpga.hwh beside it for the addresses and IRQs.
-file mkdir $out_dir
-set bit [lindex [glob [file join $proj_dir licfpga.runs impl_1 *.bit]] 0]
-set hwh [lindex [glob [file join $proj_dir licfpga.gen sources_1 bd licfpga hw_handoff *.hwh]] 0]
-file copy -force $bit [file join $out_dir licfpga.bit]
-file copy -force $hwh [file join $out_dir licfpga.hwh]
+# ---------------------------------------------------------------- timing
+# Worst setup and hold slack of the routed design (UG835: get_timing_paths -setup/-hold,
+# the SLACK property of the worst path). Negative slack, or no constrained path at all
+# (no clock reached the design), fails the build with the timing summary printed: no
+# bitstream is written for a design that does not meet 200 MHz.
 open_run impl_1
+file mkdir $out_dir
+report_timing_summary -max_paths 10 -file [file join $out_dir timing.rpt]
 report_utilization -file [file join $out_dir utilization.rpt]
-report_timing_summary -file [file join $out_dir timing.rpt]
-puts "licfpga: wrote [file join $out_dir licfpga.bit] and licfpga.hwh"
+proc worst_slack {kind} {
+    set path [get_timing_paths -$kind -max_paths 1 -nworst 1]
+    if {[llength $path] == 0} { return "none" }
+    return [get_property SLACK $path]
+}
+proc slack_met {slack} {
+    # a number (ns) >= 0; "none" / "inf" (unconstrained) or negative: not met
+    return [expr {[string is double -strict $slack] && [string tolower $slack] ne "inf" && $slack >= 0}]
+}
+set wns [worst_slack setup]
+set whs [worst_slack hold]
+if {![slack_met $wns] || ![slack_met $whs]} {
+    puts [report_timing_summary -max_paths 10 -return_string]
+    licfpga_fail "timing not met at $fclk_mhz MHz: WNS $wns ns, WHS $whs ns (summary above, [file join $out_dir timing.rpt]); no bitstream written"
+}
+puts "licfpga: timing met at $fclk_mhz MHz: WNS $wns ns, WHS $whs ns"
+
+# ---------------------------------------------------------------- bitstream + PYNQ files
+# deploy/: everything the board needs, in one folder -- PYNQ's Overlay("licfpga.bit") reads
+# licfpga.hwh beside it (addresses, IRQs); overlay.json (written by licfpga.overlay.vivado)
+# tells the licfpga driver the transform, frame shapes and integer artifact.
+write_bitstream -force [file join $out_dir licfpga.bit]
+set hwh [file join $proj_dir licfpga.gen sources_1 bd licfpga hw_handoff licfpga.hwh]
+if {![file exists $hwh]} {
+    licfpga_fail "no hardware handoff at $hwh (generate_target all should have written it)"
+}
+file copy -force $hwh [file join $out_dir licfpga.hwh]
+if {![file exists [file join $out_dir overlay.json]]} {
+    licfpga_fail "[file join $out_dir overlay.json] missing: run python -m licfpga.overlay.vivado after the FINN build"
+}
+puts "licfpga: wrote [file join $out_dir licfpga.bit], licfpga.hwh and overlay.json: copy that folder to the board"
