@@ -19,13 +19,43 @@ help:
 # pyproject.toml pins the matched pair so pip never resolves a different build.
 $(STAMP): pyproject.toml host/rans/rans.c      # the C source: an edit rebuilds the extension
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,hw]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[full,test,hw]'
 	@touch $@
+
+# ---- board runtime venv (issue 11; docs/install.md "Board runtime") -----------------------
+# .venv-board: `pip install '.[board,sim]'` and nothing else: the torch-free runtime + pynq,
+# and the simulation packages tests/test_board_install.py needs to run the driver against the
+# simulated overlay. Non-editable, as on a board, from a copy of the tracked sources (the
+# build leaves nothing in the checkout). The constraint file makes pip fail rather than
+# fetch torch, torchvision, CompressAI or Brevitas. pyproject.toml changed: a fresh venv;
+# only the sources changed: licfpga alone is reinstalled.
+BOARD_VENV  ?= .venv-board
+BOARD_STAMP := $(BOARD_VENV)/.installed
+BOARD_SRC   := $(wildcard $(shell git ls-files --cached --others --exclude-standard -- host model overlay README.md 2>/dev/null))
+$(BOARD_STAMP): pyproject.toml $(BOARD_SRC)
+	@set -e; src=$$(mktemp -d); trap 'rm -rf "$$src"' EXIT; \
+	 git ls-files -z --cached --others --exclude-standard -- pyproject.toml README.md host model overlay \
+	   | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$$src"; \
+	 if [ ! -f $(BOARD_VENV)/.deps ] || [ pyproject.toml -nt $(BOARD_VENV)/.deps ]; then \
+	   rm -rf $(BOARD_VENV); $(PYTHON) -m venv $(BOARD_VENV); echo '*' > $(BOARD_VENV)/.gitignore; \
+	   printf 'torch<0\ntorchvision<0\ncompressai<0\nbrevitas<0\n' > $(BOARD_VENV)/no-torch.txt; \
+	   echo "pip install '.[board,sim]' into $(BOARD_VENV)"; \
+	   $(BOARD_VENV)/bin/pip install --quiet --disable-pip-version-check -c $(BOARD_VENV)/no-torch.txt "$$src[board,sim]"; \
+	   touch $(BOARD_VENV)/.deps; \
+	 else \
+	   $(BOARD_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --force-reinstall "$$src"; \
+	 fi
+	cd /tmp && $(abspath $(BOARD_VENV))/bin/python -c "import licfpga.host.integer_codec, licfpga.host.pynq_driver, pynq, cocotbpynq"
+	@! $(BOARD_VENV)/bin/python -c "import torch" 2>/dev/null || { echo "torch is importable in $(BOARD_VENV)"; exit 1; }
+	@touch $@
+
+board-venv: $(BOARD_STAMP)
+.PHONY: board-venv
 
 demo: $(STAMP)
 	$(VENV)/bin/licfpga demo
 
-test: $(STAMP) $(FINN_STAMP) yosys
+test: $(STAMP) $(FINN_STAMP) $(BOARD_STAMP) yosys
 	$(PY) -m pytest
 
 # the fast subset: every test but those marked slow (> ~30 s on 2 cores: RTL co-simulations,
