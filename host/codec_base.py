@@ -60,8 +60,8 @@ def check_tile(tile, stride: int = STRIDE) -> tuple[int, int]:
     string "1024": square) or "WxH" ("1920x1088"; also a (W, H) pair): each a positive
     multiple of ``stride``, at most the file's u32 field."""
     top = MAX_TILE // stride * stride
-    err = ValueError(f"--tile must be an edge or WxH (e.g. 1024 or 1920x1088), each a positive multiple of "
-                     f"{stride} up to {top} (the file's u32 field), got {tile}")
+    err = ValueError(f"--tile must be a positive multiple of {stride} up to {top} (the file's u32 field), "
+                     f"an edge or WxH (e.g. 1024 or 1920x1088), got {tile}")
     if isinstance(tile, str):
         m = re.fullmatch(r"\s*(\d{1,12})\s*(?:[xX]\s*(\d{1,12})\s*)?", tile)
         if m is None:

@@ -118,21 +118,22 @@ def encode_streams(coder: RansCoder, symbols, indexes, streams: int, pool=None) 
     return _map(pool, lambda k: coder.encode(sym[p[k]:p[k + 1]], idx[p[k]:p[k + 1]]), range(streams))
 
 
-def decode_streams(coder: RansCoder, payloads, indexes, pool=None, strict: bool = True) -> np.ndarray:
+def decode_streams(coder: RansCoder, payloads, indexes, pool=None) -> np.ndarray:
     """The int32 symbols of the streams ``payloads`` (one per index, split as
-    :func:`encode_streams` split them), decoded on ``pool``. ValueError naming the stream if
-    one is malformed."""
+    :func:`encode_streams` split them), decoded on ``pool``, each strictly
+    (:meth:`RansCoder.decode`). ValueError naming the stream if one is malformed."""
     idx = as_int32(indexes, "indexes")
-    p, out = split_points(idx.size, len(payloads)), np.empty(idx.size, np.int32)
+    if len(payloads) == 1:
+        return coder.decode(payloads[0], idx)
+    p = split_points(idx.size, len(payloads))
 
     def one(k):
         try:
-            _rans.decode(payloads[k], idx[p[k]:p[k + 1]], *coder._tables, out[p[k]:p[k + 1]], strict)
+            return coder.decode(payloads[k], idx[p[k]:p[k + 1]])
         except ValueError as exc:
-            raise ValueError(f"stream {k}: {exc}" if len(payloads) > 1 else str(exc)) from None
+            raise ValueError(f"stream {k}: {exc}") from None
 
-    _map(pool, one, range(len(payloads)))
-    return out
+    return np.concatenate(_map(pool, one, range(len(payloads))))
 
 
 class Streams(tuple):

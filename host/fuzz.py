@@ -17,7 +17,7 @@ with the ``licfpga.host`` modules and the integer model instrumented for coverag
 The seed corpus is real files: 64x64 and 128x192 crops of ``host/samples/*.png``, a gray
 one and a 6-tile one, encoded by both backends. A structure-aware mutator
 (:class:`LicMutator`, libFuzzer's custom mutator) parses the input into its fields and
-changes a header field (sizes, tile, groups, layout, model id, weights hash, latent shapes,
+changes a header field (sizes, tile, groups, streams, layout, model id, weights hash, latent shapes,
 index CRCs, declared payload lengths, the tile table), re-tiles the image consistently, or
 changes payload bytes (libFuzzer's own byte mutator on one payload, truncation, swaps ...),
 then re-packs with a valid CRC so the fuzzer gets past it. A tenth of the time it mutates
@@ -77,7 +77,8 @@ COUNTERS = ("executed", "ok", "clear", "unclear", "unexpected", "bad_output", "h
 FINDING_KEYS = ("crashes", "hangs", "ooms", "unexpected", "bad_output")
 
 _PRE = struct.Struct("<4sBI")
-_FIX = struct.Struct("<IIBIB")
+_FIX = struct.Struct("<IIBIB")          # version 1: width, height, layout, tile, groups
+_FIX2 = struct.Struct("<IIBIIBB")       # version 2: width, height, layout, tile_w, tile_h, groups, streams
 _ENTRY = struct.Struct("<HHI")
 
 
@@ -117,6 +118,17 @@ class LicStruct:
     extra: bytes = b""
     header_len: int | None = None    # None: the real length
     break_crc: bool = False
+    tile_h: int | None = None        # version 2 (tile is then the width): None for version 1
+    streams: int = 1                 # version 2: streams per latent group
+
+    def n_payloads(self) -> int:
+        """Payloads per tile the header implies ((groups - 1) * streams + 1 in version 2)."""
+        g = self.groups & 0xFF
+        return g if self.tile_h is None else ((g - 1) * (self.streams & 0xFF) + 1 if g else 0)
+
+    @property
+    def tile_hh(self) -> int:
+        return self.tile if self.tile_h is None else self.tile_h
 
     @classmethod
     def parse(cls, data: bytes) -> "LicStruct | None":
@@ -133,16 +145,22 @@ class LicStruct:
             off += mlen
             whash = data[off:off + 32]
             off += 32
-            width, height, layout, tile, groups = _FIX.unpack_from(data, off)
-            off += _FIX.size
+            if version == 2:
+                width, height, layout, tile, tile_h, groups, streams = _FIX2.unpack_from(data, off)
+                off += _FIX2.size
+            else:
+                width, height, layout, tile, groups = _FIX.unpack_from(data, off)
+                off += _FIX.size
             if off > end or len(whash) != 32:
                 return None
             s = cls(magic, version, mid, whash, width, height, layout, tile, groups)
-            lens = []
+            if version == 2:
+                s.tile_h, s.streams = tile_h, streams
+            npl, lens = s.n_payloads(), []
             while off < end:
                 lh, lw, icrc = _ENTRY.unpack_from(data, off)
-                ln = struct.unpack_from(f"<{groups}I", data, off + _ENTRY.size)
-                off += _ENTRY.size + 4 * groups
+                ln = struct.unpack_from(f"<{npl}I", data, off + _ENTRY.size)
+                off += _ENTRY.size + 4 * npl
                 s.tiles.append(TileRec(lh, lw, icrc, []))
                 lens.append(ln)
             if off != end:
@@ -160,9 +178,14 @@ class LicStruct:
 
     def serialize(self) -> bytes:
         mid = self.mid[:0xFFFF]
-        head = [struct.pack("<H", len(mid)), mid, self.whash,
-                _FIX.pack(self.width & 0xFFFFFFFF, self.height & 0xFFFFFFFF, self.layout & 0xFF,
-                          self.tile & 0xFFFFFFFF, self.groups & 0xFF)]
+        if self.tile_h is None:
+            fixed = _FIX.pack(self.width & 0xFFFFFFFF, self.height & 0xFFFFFFFF, self.layout & 0xFF,
+                              self.tile & 0xFFFFFFFF, self.groups & 0xFF)
+        else:
+            fixed = _FIX2.pack(self.width & 0xFFFFFFFF, self.height & 0xFFFFFFFF, self.layout & 0xFF,
+                               self.tile & 0xFFFFFFFF, self.tile_h & 0xFFFFFFFF, self.groups & 0xFF,
+                               self.streams & 0xFF)
+        head = [struct.pack("<H", len(mid)), mid, self.whash, fixed]
         for t in self.tiles:
             head.append(_ENTRY.pack(t.lh & 0xFFFF, t.lw & 0xFFFF, t.icrc & 0xFFFFFFFF))
             lens = t.declared if t.declared is not None else [len(p) for p in t.payloads]
@@ -244,6 +267,8 @@ class LicMutator:
             for ta, tb in zip(a.tiles[:k], b.tiles[:k]):
                 ta.lh, ta.lw, ta.icrc = tb.lh, tb.lw, tb.icrc
             a.width, a.height, a.tile = b.width, b.height, b.tile
+            if a.tile_h is not None:
+                a.tile_h = b.tile_hh
         else:                # the other file's identity
             a.mid, a.whash = b.mid, b.whash
         out = a.serialize()
@@ -252,8 +277,11 @@ class LicMutator:
     # -- operations --------------------------------------------------------------------------
     def _field(self, s: LicStruct, rng, _max):
         f = rng.choice(["width", "height", "width", "height", "tile", "tile", "groups", "layout",
-                        "version", "magic", "header_len", "mid", "whash"])
-        if f in ("width", "height", "tile"):
+                        "version", "magic", "header_len", "mid", "whash"]
+                       + (["tile_h", "tile_h", "streams", "streams"] if s.tile_h is not None else []))
+        if f == "streams":
+            s.streams = _interesting(rng, s.streams, 8) if rng.random() < 0.5 else s.streams + rng.choice([-1, 1])
+        elif f in ("width", "height", "tile", "tile_h"):
             setattr(s, f, _interesting(rng, getattr(s, f), 32))
         elif f in ("groups", "layout", "version"):
             setattr(s, f, _interesting(rng, getattr(s, f), 8) if rng.random() < 0.5
@@ -309,7 +337,7 @@ class LicMutator:
             s.tiles.insert(rng.randrange(len(s.tiles) + 1), TileRec(t.lh, t.lw, t.icrc, list(t.payloads)))
         else:
             s.tiles.append(TileRec(rng.getrandbits(4), rng.getrandbits(4), rng.getrandbits(32),
-                                   [b""] * (s.groups & 0xFF)))
+                                   [b""] * s.n_payloads()))
 
     def _retile(self, s: LicStruct, rng, max_size):
         """A new image size and tile edge with a consistent tile table (payloads reused)."""
@@ -320,20 +348,22 @@ class LicMutator:
         else:
             s.width, s.height = _small_dim(rng), _small_dim(rng)
             s.tile = rng.choice([64, 64, 128, 128, 192, 256, 1024, 1 << 16, rng.randint(1, 320)])
+        if s.tile_h is not None:     # version 2: rectangular tiles too
+            s.tile_h = s.tile if rng.random() < 0.5 else rng.choice([64, 128, 192, 1088, rng.randint(1, 320)])
         self._fix_latents(s, rng, max_size)
 
     def _fix_latents(self, s: LicStruct, rng, max_size):
         """Make the tile table match width/height/tile: grid count, latent shapes."""
-        if not (s.width and s.height and s.tile):
+        if not (s.width and s.height and s.tile and s.tile_hh):
             return
-        tx, ty = -(-s.width // s.tile), -(-s.height // s.tile)
+        tx, ty = -(-s.width // s.tile), -(-s.height // s.tile_hh)
         if tx * ty > 64:
             return
-        old = s.tiles or [TileRec(0, 0, 0, [b""] * (s.groups & 0xFF))]
+        old = s.tiles or [TileRec(0, 0, 0, [b""] * s.n_payloads())]
         tiles = []
         for k in range(tx * ty):
             j, i = divmod(k, tx)
-            th, tw = min(s.tile, s.height - j * s.tile), min(s.tile, s.width - i * s.tile)
+            th, tw = min(s.tile_hh, s.height - j * s.tile_hh), min(s.tile, s.width - i * s.tile)
             src = old[k % len(old)] if rng.random() < 0.8 else rng.choice(old)
             tiles.append(TileRec(-(-th // 64), -(-tw // 64), src.icrc, list(src.payloads)))
         s.tiles = tiles
@@ -371,11 +401,14 @@ class LicMutator:
     def _groups(self, s: LicStruct, rng, max_size):
         """Change the payload group count, keeping the table consistent with it."""
         g = rng.choice([0, 1, 1, 3, 3, 4, 255]) if rng.random() < 0.7 else max(0, (s.groups & 0xFF) + rng.choice((-1, 1)))
+        s.groups = g
+        if s.tile_h is not None and rng.random() < 0.5:     # version 2: the stream count too
+            s.streams = rng.choice([0, 1, 2, 3, 4, 5, 64, 65, 255])
+        n = s.n_payloads()
         for t in s.tiles:
             t.declared = None
             t.payloads = (t.payloads + [b"" if rng.random() < 0.5 else bytes(rng.getrandbits(8) for _ in range(8))
-                                        for _ in range(g)])[:g]
-        s.groups = g
+                                        for _ in range(n)])[:n]
 
     def _identity(self, s: LicStruct, rng, _max):
         if self.identities:
@@ -616,6 +649,8 @@ def write_seeds(out: Path) -> dict:
         (d / "gray-96x80.lic").write_bytes(codec.encode(gray, "gray"))
         codec.tile = 64
         (d / "tiles-128x192-t64.lic").write_bytes(codec.encode(np.ascontiguousarray(rgb[-128:, -192:])))
+        codec.tile, codec.streams = "128x64", 3     # version 2: rectangular tiles, 3 streams of y
+        (d / "streams3-136x200-t128x64.lic").write_bytes(codec.encode(np.ascontiguousarray(rgb[-136:, -200:])))
         ids[target] = [codec.model_id, codec.weights_hash.hex()]
     return ids
 
@@ -658,13 +693,14 @@ def worker_main(target: str, workdir: Path, seeds: Path, timeout_ms: float, budg
 
 # the read path: the functions a decode runs, per module (their lines are the coverage figure)
 READ_PATH = {
-    "container.py": ["unpack", "_parse", "tile_grid"],
+    "container.py": ["unpack", "_parse", "tile_grid", "tile_wh", "n_payloads", "LicFile.group_payloads"],
     "codec_base.py": ["BaseCodec.decode", "BaseCodec.check_file", "BaseCodec.check_identity", "BaseCodec.matches",
-                      "BaseCodec._tile_box"],
-    "codec.py": ["Codec.decode", "Codec.expected_groups", "Codec._decompress_tile", "Codec._index_crc_of"],
+                      "BaseCodec._tile_box", "BaseCodec._decode_tiles", "BaseCodec._coding_pool"],
+    "codec.py": ["Codec.decode", "Codec.expected_groups", "Codec._decompress_tile", "Codec._index_crc_of",
+                 "Codec._y_streams"],
     "integer_codec.py": ["IntegerCodec._decompress_tile", "IntegerCodec._z_indexes", "IntegerCodec._synthesis"],
     "entropy_coder.py": ["RansCoder.decode", "CompressAIEntropyCoder.decode_with_indexes",
-                         "CompressAIEntropyCoder._coder_for", "as_int32"],
+                         "CompressAIEntropyCoder._coder_for", "as_int32", "decode_streams", "split_points", "_map"],
 }
 REPLAY_MODULES = {"container": ["container.py"], "float": ["container.py", "codec_base.py", "codec.py", "entropy_coder.py"],
                   "integer": ["container.py", "codec_base.py", "integer_codec.py", "entropy_coder.py"]}

@@ -79,7 +79,7 @@ def test_any_size(codec, h, w):
 def test_tiles_cover_image_and_header(codec):
     img = sample_image(200, 300)
     f = unpack(codec.encode(img))
-    assert (f.width, f.height, f.tile) == (300, 200, 128)
+    assert (f.width, f.height, f.tile) == (300, 200, (128, 128))
     assert len(f.tiles) == 3 * 2
     assert f.tiles[-1].latent_shape == (2, 1)  # 72x44 remainder tile padded to 128x64 = 2x1 hyper-latent
 

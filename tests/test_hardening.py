@@ -165,7 +165,7 @@ def test_max_pixels_flag(files, tmp_path, capsys):
 def test_tile_table_checked_before_any_decoding(files, tmp_path, capsys, never_decode, backend, change, pattern):
     _, two = files[backend]
     f = unpack(two)
-    assert len(f.tiles) == 2 and f.tile == 64
+    assert len(f.tiles) == 2 and f.tile == (64, 64)
     if change == "latent":
         f.tiles[1].latent_shape = (2, 2)
     elif change == "empty":

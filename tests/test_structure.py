@@ -188,7 +188,7 @@ def test_stride_and_padding_in_one_place():
 
     assert plan.SIZE_MULTIPLE == geometry.STRIDE and plan.pad(1080) == geometry.padded(1080) == 1088
     assert IntegerCodec("int-student-0.013").stride == geometry.STRIDE
-    assert check_tile(128) == 128
+    assert check_tile(128) == (128, 128)
     with pytest.raises(ValueError):
         check_tile(96)
     x = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
