@@ -5,7 +5,9 @@ channels of an AXI DMA: memory -> MM2S -> (width converter) -> accelerator -> TL
 counter (hls/axis_frame_tlast) -> (width converter) -> S2MM -> memory, 32-bit streams on the
 DMA side. :class:`StreamAccelerator` moves one frame through it: the NHWC integers of a
 frame packed little-endian into 32-bit words (the width converters split/merge words LSB
-first), a receive transfer armed before the send, both waited for.
+first), a receive transfer armed before the send, both waited for -- with a deadline: PYNQ's own
+``wait()`` spins forever on a stuck transfer; :func:`wait_dma` polls the channel's ``idle``
+bit and raises :class:`DmaTimeout` (an :class:`FpgaUnavailable`) after ``timeout`` seconds.
 
 ``pynq`` is imported when a :class:`StreamAccelerator` is made (on the board: ``pip install
 pynq``); pass ``pynq=`` another module with the same API to run the same code elsewhere, e.g.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,52 @@ MAX_FRAME_ELEMENTS = 1 << 28      # one DMA frame; a larger declared shape is a 
 
 class FpgaUnavailable(RuntimeError):
     """No PYNQ (not on a board) or the overlay could not be loaded."""
+
+
+class DmaTimeout(FpgaUnavailable):
+    """A DMA channel did not finish its transfer in time (the accelerator or the DMA is stuck)."""
+
+
+# The default DMA deadline: DMA_TIMEOUT_FRAMES frame times (1 / the overlay's expected fps)
+# plus the bytes at a pessimistic DMA_MIN_RATE, and never under DMA_TIMEOUT_MIN_S. A 64x64
+# frame at FINN's estimate (~4000 fps) or a 1080p frame at 30 fps: 1 s.
+DMA_TIMEOUT_MIN_S = 1.0
+DMA_TIMEOUT_FRAMES = 10
+DMA_MIN_RATE = 100e6          # bytes/s; the HP port moves several GB/s
+DMA_POLL_S = 1e-4
+
+
+def dma_timeout(nbytes: int, fps: float | None = None) -> float:
+    """The default deadline (s) of one frame's transfer of ``nbytes`` (the larger direction)."""
+    frame = 1.0 / fps if fps and fps > 0 else 0.0
+    return max(DMA_TIMEOUT_MIN_S, DMA_TIMEOUT_FRAMES * (frame + nbytes / DMA_MIN_RATE))
+
+
+def wait_dma(channel, name: str, nbytes: int, timeout: float, poll: float = DMA_POLL_S, clock=time.monotonic):
+    """Wait until ``channel`` (a PYNQ ``_SDMAChannel``) is idle, at most ``timeout`` seconds,
+    then call its ``wait()`` (which returns at once, checks the error bits, invalidates the
+    receive buffer's cache lines and sets ``transferred``). PYNQ's ``wait()`` alone spins
+    forever on a stuck transfer; here a stuck one raises :class:`DmaTimeout` naming the
+    channel, the bytes and the time waited. A channel without ``idle`` (a simulation's, e.g.
+    cocotbpynq's, whose simulated time only advances inside ``wait()``) is waited for with
+    ``wait()``: no deadline applies to simulated time."""
+    if not hasattr(channel, "idle"):
+        channel.wait()
+        return
+    t0 = clock()
+    while not channel.idle:
+        if getattr(channel, "error", False):
+            break                          # wait() raises PYNQ's message for the error bits
+        waited = clock() - t0
+        if waited > timeout:
+            done = getattr(channel, "transferred", 0) or 0
+            raise DmaTimeout(
+                f"DMA {name} stuck after {waited:.1f} s: {done} of {nbytes} bytes reported done "
+                f"(the AXI DMA reports the length at completion), channel not idle; the "
+                f"accelerator or the DMA stopped. Reload the overlay (it resets the DMA); "
+                f"the deadline is StreamAccelerator(timeout=...)")
+        time.sleep(poll)
+    channel.wait()
 
 
 class OverlayError(ValueError):
@@ -92,15 +141,24 @@ class StreamAccelerator:
             FINN build compiled it (``estimates.json``: input_shape / output_stream).
         dma: the DMA's block-design name (``dma`` in vivado/build_overlay.tcl).
         pynq: the module providing ``Overlay`` and ``allocate`` (default: ``import pynq``).
+        fps: the overlay's expected frames/s (``overlay.json`` ``est_fps``), for the default
+            DMA deadline (:func:`dma_timeout`).
+        timeout: seconds each DMA channel may take for one frame before :class:`DmaTimeout`
+            (default: :func:`dma_timeout` of the frame's bytes and ``fps``).
     """
 
-    def __init__(self, bitfile, in_shape, in_dtype, out_shape, out_dtype, dma: str = "dma", pynq=None):
+    def __init__(self, bitfile, in_shape, in_dtype, out_shape, out_dtype, dma: str = "dma", pynq=None,
+                 fps: float | None = None, timeout: float | None = None):
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self.in_dtype, self.out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
         n_in = int(np.prod(self.in_shape)) * self.in_dtype.itemsize
         n_out = int(np.prod(self.out_shape)) * self.out_dtype.itemsize
         if n_in % 4 or n_out % 4:
             raise ValueError(f"frames must be whole 32-bit DMA words: {n_in} bytes in, {n_out} out")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"DMA timeout must be a positive number of seconds, got {timeout!r}")
+        self.n_in, self.n_out = n_in, n_out
+        self.timeout = float(timeout) if timeout is not None else dma_timeout(max(n_in, n_out), fps)
         pynq = pynq or _import_pynq()
         try:
             self.overlay = pynq.Overlay(str(bitfile))
@@ -126,8 +184,8 @@ class StreamAccelerator:
         self._in[:] = np.frombuffer(np.ascontiguousarray(x, dtype=self.in_dtype).tobytes(), dtype=np.uint32)
         self.dma.recvchannel.transfer(self._out)          # armed before the data can arrive
         self.dma.sendchannel.transfer(self._in)
-        self.dma.sendchannel.wait()
-        self.dma.recvchannel.wait()
+        wait_dma(self.dma.sendchannel, "send channel (MM2S)", self.n_in, self.timeout)
+        wait_dma(self.dma.recvchannel, "receive channel (S2MM)", self.n_out, self.timeout)
         self.frames += 1
         out = np.frombuffer(np.asarray(self._out, dtype=np.uint32).tobytes(), dtype=self.out_dtype)
         return out.reshape(self.out_shape).copy()

@@ -181,3 +181,67 @@ def test_pynq_driver_and_fpga_backend(transform, verilator_env, tmp_path):
     else:                       # --backend fpga decoded the very pixels --backend integer decodes
         rgb = np.load(str(case) + ".rgb.npy")
         assert np.array_equal(rgb, ref.decode(lic)[0])
+
+
+# ==================================================================== DMA deadline (no simulator)
+class _StuckChannel:
+    """A PYNQ-like DMA channel (``idle``, ``error``, ``transferred``, ``wait``) whose transfer
+    never completes, unless ``done_after`` polls have passed; ``wait()`` as PYNQ's: it would
+    spin forever while not idle, so here it fails the test if called too early."""
+
+    def __init__(self, done_after=None):
+        self.polls, self.done_after, self.transferred, self.error, self.waited = 0, done_after, 0, False, False
+
+    @property
+    def idle(self):
+        self.polls += 1
+        return self.done_after is not None and self.polls > self.done_after
+
+    def transfer(self, buf):
+        self.transferred = 0
+
+    def wait(self):
+        assert self.idle, "wait() called on a busy channel: PYNQ's wait() would block forever here"
+        self.waited = True
+
+
+def _fake_pynq(send, recv):
+    import types
+
+    dma = types.SimpleNamespace(sendchannel=send, recvchannel=recv)
+    return types.SimpleNamespace(Overlay=lambda bitfile: types.SimpleNamespace(dma=dma),
+                                 allocate=lambda shape, dtype: np.zeros(shape, dtype))
+
+
+def test_stuck_dma_fails_clearly_in_bounded_time():
+    """A receive channel that never finishes: one DmaTimeout (an FpgaUnavailable) naming the
+    channel, the bytes and the seconds waited, after about the deadline -- not a hang. A
+    channel that finishes after a few polls: the frame comes back, PYNQ's wait() is called
+    once idle (it does the cache invalidation). The default deadline grows with the frame."""
+    import time
+
+    from licfpga.host.pynq_driver import DmaTimeout, FpgaUnavailable, StreamAccelerator, dma_timeout
+
+    frame = np.zeros((64, 64, 3), np.uint8)
+    send, recv = _StuckChannel(done_after=3), _StuckChannel()
+    acc = StreamAccelerator("x.bit", frame.shape, np.uint8, (16, 16, 192), np.int8,
+                            pynq=_fake_pynq(send, recv), timeout=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(DmaTimeout) as e:
+        acc.run(frame)
+    waited = time.monotonic() - t0
+    assert isinstance(e.value, FpgaUnavailable)
+    msg = str(e.value)
+    assert msg.startswith("DMA receive channel (S2MM) stuck after 0.3 s: 0 of 49152 bytes"), msg
+    assert "\n" not in msg and 0.3 <= waited < 3.0, (msg, waited)
+    assert send.waited and not recv.waited and acc.frames == 0
+
+    send, recv = _StuckChannel(done_after=2), _StuckChannel(done_after=5)
+    acc = StreamAccelerator("x.bit", frame.shape, np.uint8, (16, 16, 192), np.int8, pynq=_fake_pynq(send, recv))
+    assert acc.timeout == dma_timeout(49152) == 1.0
+    assert acc.run(frame).shape == (16, 16, 192) and send.waited and recv.waited and acc.frames == 1
+    # a 1080p frame at 30 fps: 1 s; at 5 fps: 10 frame times + 6.3 MB at 100 MB/s
+    assert dma_timeout(1920 * 1088 * 3, 30.0) == 1.0
+    assert dma_timeout(1920 * 1088 * 3, 5.0) == pytest.approx(10 * (1 / 5 + 1920 * 1088 * 3 / 100e6))
+    with pytest.raises(ValueError, match="DMA timeout must be a positive number"):
+        StreamAccelerator("x.bit", frame.shape, np.uint8, (16, 16, 192), np.int8, pynq=_fake_pynq(send, recv), timeout=0)
