@@ -104,22 +104,35 @@ RESOLUTION ?= 1920x1080
 FPS        ?= 30
 BUILD_DIR  ?= overlay/build
 
-overlay: overlay-plan overlay-finn overlay-vivado
+overlay: overlay-plan overlay-finn overlay-stitch overlay-vivado
 
 # Folding plan for the board (model estimates) -> $(BUILD_DIR)/$(BOARD)/plan.{md,json}
 overlay-plan: $(STAMP)
 	$(PY) -m licfpga.overlay.plan --board $(BOARD) --resolution $(RESOLUTION) --fps $(FPS) \
 	  --side both --md $(BUILD_DIR)/$(BOARD)/plan.md --json $(BUILD_DIR)/$(BOARD)/plan.json
 
-# QONNX export + FINN+ flow (g_a so far: estimates + RTL codegen per layer). FINN's stitched
-# IP needs Vivado, so $(BUILD_DIR)/$(BOARD)/stitched_ip is not produced here.
+# QONNX export + FINN+ flow (all four transforms: estimates + RTL codegen per layer)
 overlay-finn: overlay-plan finn-build
 
-# Vivado project inputs; runs Vivado only where it is installed (exit 3 otherwise: no bitstream)
 # TRANSFORM: which FINN build is the overlay's accelerator (g_a: encoder, g_s: decoder)
 TRANSFORM  ?= g_a
-overlay-vivado: $(STAMP)
+# FINN's stitched IP of $(TRANSFORM) (FINN's CreateStitchedIP runs Vivado) ->
+# $(BUILD_DIR)/$(BOARD)/stitched_ip; without vivado on PATH a recorded dry run (FINN's Vivado
+# commands through vivado/vivado_shim.tcl) -> $(BUILD_DIR)/$(BOARD)/dry_run/ (vivado/README.md)
+overlay-stitch: $(FINN_STAMP) tclsh
+	$(FINN_VENV)/bin/python -m licfpga.overlay.finn_stitch --board $(BOARD) --transform $(TRANSFORM) --build-dir $(BUILD_DIR)
+
+# Vivado project -> block design -> timing-checked bitstream in $(BUILD_DIR)/$(BOARD)/deploy/
+# (licfpga.bit, licfpga.hwh, overlay.json). Without Vivado: the recorded dry run
+# ($(BUILD_DIR)/$(BOARD)/dry_run/vivado_commands.log) and exit 3 (no bitstream); 1 if it failed
+overlay-vivado: $(STAMP) tclsh
 	$(PY) -m licfpga.overlay.vivado --board $(BOARD) --build-dir $(BUILD_DIR) --transform $(TRANSFORM)
+
+# plain Tcl (Debian package tcl) for the dry run and tests/test_vivado.py
+tclsh:
+	@command -v tclsh >/dev/null || (apt-get install -y tcl || (apt-get update && apt-get install -y tcl))
+
+.PHONY: overlay-stitch tclsh
 
 # ---- FINN+ environment and compiler flow (overlay/README.md, "FINN+ flow") ----------------
 # .venv-finn: finn-plus 1.6.1 with --no-deps + overlay/finn-requirements.txt (numpy 2, onnx
