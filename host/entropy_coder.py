@@ -241,6 +241,101 @@ def bench_entropy(n: int = 1_000_000, artifact: str = "int-student-0.013", repea
     return res
 
 
+def frame_1080p(data_dir="../shared/data/train") -> np.ndarray:
+    """A 1920 x 1080 RGB frame of real photos: the training set has no 1080p photo, so a 2 x 2
+    mosaic of the 960 x 540 centre crops of the first four photos (sorted by path) at least
+    that large."""
+    from pathlib import Path
+
+    from .images import load_image
+
+    crops = []
+    for path in sorted(p for p in Path(data_dir).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        rgb, _ = load_image(path)
+        h, w = rgb.shape[:2]
+        if h >= 540 and w >= 960:
+            y0, x0 = (h - 540) // 2, (w - 960) // 2
+            crops.append(rgb[y0:y0 + 540, x0:x0 + 960])
+        if len(crops) == 4:
+            return np.ascontiguousarray(np.concatenate([np.concatenate(crops[:2], axis=1),
+                                                        np.concatenate(crops[2:], axis=1)], axis=0))
+    raise FileNotFoundError(f"fewer than four photos of at least 960x540 under {data_dir}")
+
+
+def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "1920x1088",
+                  streams=(1, 2, 4), threads=(1, 2), repeat: int = 20, data_dir="../shared/data/train") -> list[dict]:
+    """Entropy-coding time of one frame through the integer codec's coders, per (S, threads):
+    y as S streams (:func:`encode_streams` / :func:`decode_streams` on a pool of that many
+    threads) plus z (one stream); the transforms run once, outside the timing. ``image``: a
+    path (default :func:`frame_1080p`), coded as one ``tile`` (the FPGA frame). Best of
+    ``repeat``; asserts the bytes do not depend on the thread count and the symbols decode."""
+    import os
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .images import load_image
+    from .integer_codec import IntegerCodec
+
+    codec = IntegerCodec(artifact, tile=tile)
+    rgb = load_image(image)[0] if image is not None else frame_1080p(data_dir)
+    tw, th = codec.tile
+    if rgb.shape[0] > th or rgb.shape[1] > tw:
+        raise ValueError(f"image {rgb.shape[1]}x{rgb.shape[0]} is larger than one {tw}x{th} tile")
+    t0 = time.perf_counter()
+    y, z = codec._analysis(codec._pad(rgb))
+    idx = codec.model.scale_indexes(codec.model.scale_codes(z))
+    t_model = time.perf_counter() - t0
+    zs, zi = z - codec._z_median[:, None, None], codec._z_indexes(z.shape)
+    y32 = as_int32(y, "y")
+
+    def best(f):
+        ts, out = [], None
+        for _ in range(repeat):
+            t1 = time.perf_counter()
+            out = f()
+            ts.append(time.perf_counter() - t1)
+        return min(ts), out
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{rgb.shape[1]}x{rgb.shape[0]} frame as one {tw}x{th} tile, {artifact}: y {y.shape} = {y.size} symbols, "
+          f"z {z.shape} = {z.size}; transforms {t_model:.1f} s (not timed below); {os.cpu_count()} CPUs, "
+          f"load average {load:.2f}; best of {repeat}")
+    print(f"{'S':>3} {'threads':>7} {'bytes':>8} {'encode ms':>10} {'decode ms':>10} {'enc speed-up':>13} "
+          f"{'dec speed-up':>13}  {'enc path':>9} {'dec path':>9}")
+    rows, ref, base = [], {}, None
+    for S in streams:
+        for T in threads:
+            pool = ThreadPoolExecutor(T) if T > 1 else None
+            try:
+                te, (ys, zb) = best(lambda: (encode_streams(codec.y_coder, y32, idx, S, pool),
+                                             codec.z_coder.encode(zs, zi)))
+                td, (yd, _) = best(lambda: (decode_streams(codec.y_coder, ys, idx, pool), codec.z_coder.decode(zb, zi)))
+            finally:
+                if pool is not None:
+                    pool.shutdown()
+            assert np.array_equal(yd, y32), "streams did not decode to the symbols"
+            assert ref.setdefault(S, ys) == ys, "bytes depend on the thread count"
+            size = sum(map(len, ys)) + len(zb)
+            base = base or (te, td)
+            row = {"streams": S, "threads": T, "bytes": size, "encode_ms": te * 1e3, "decode_ms": td * 1e3}
+            if T == threads[0]:      # each stream alone: the longest one + z bounds the time on S cores
+                p = split_points(y32.size, S)
+                tz_e, _ = best(lambda: codec.z_coder.encode(zs, zi))
+                tz_d, _ = best(lambda: codec.z_coder.decode(zb, zi))
+                row["encode_path_ms"] = 1e3 * (tz_e + max(best(lambda: codec.y_coder.encode(
+                    y32[p[k]:p[k + 1]], idx.reshape(-1)[p[k]:p[k + 1]]))[0] for k in range(S)))
+                row["decode_path_ms"] = 1e3 * (tz_d + max(best(lambda: codec.y_coder.decode(
+                    ys[k], idx.reshape(-1)[p[k]:p[k + 1]]))[0] for k in range(S)))
+            rows.append(row)
+            path = (f"{row['encode_path_ms']:>9.2f} {row['decode_path_ms']:>9.2f}" if "encode_path_ms" in row
+                    else f"{'':>9} {'':>9}")
+            print(f"{S:>3} {T:>7} {size:>8} {te * 1e3:>10.2f} {td * 1e3:>10.2f} {base[0] / te:>12.2f}x "
+                  f"{base[1] / td:>12.2f}x  {path}")
+    print("speed-ups against S=1 on one thread; path: the longest y stream coded alone + z (the time on S "
+          "free cores)")
+    return rows
+
+
 def main(argv=None) -> None:
     import argparse
 
@@ -248,11 +343,22 @@ def main(argv=None) -> None:
     ap.add_argument("--bench", action="store_true", help="encode/decode throughput, ours vs CompressAI")
     ap.add_argument("-n", type=int, default=1_000_000, help="symbols (default 1e6)")
     ap.add_argument("--model", default="int-student-0.013", help="integer artifact whose y tables to use")
+    ap.add_argument("--bench-streams", action="store_true",
+                    help="entropy-coding time of one frame (integer codec), per streams S x threads")
+    ap.add_argument("--image", help="--bench-streams: the frame (default: a 1920x1080 mosaic of training photos)")
+    ap.add_argument("--data", default="../shared/data/train", help="--bench-streams: the training photos")
+    ap.add_argument("--streams", default="1,2,4", help="--bench-streams: S values (default 1,2,4)")
+    ap.add_argument("--threads", default="1,2", help="--bench-streams: thread counts (default 1,2)")
+    ap.add_argument("--repeat", type=int, default=20, help="--bench-streams: best of (default 20)")
     args = ap.parse_args(argv)
-    if not args.bench:
+    if args.bench_streams:
+        ints = lambda v: tuple(int(x) for x in v.split(","))    # noqa: E731
+        bench_streams(args.image, args.model, streams=ints(args.streams), threads=ints(args.threads),
+                      repeat=args.repeat, data_dir=args.data)
+    elif args.bench:
+        bench_entropy(args.n, args.model)
+    else:
         ap.print_help()
-        return
-    bench_entropy(args.n, args.model)
 
 
 if __name__ == "__main__":

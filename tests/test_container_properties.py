@@ -1,5 +1,7 @@
 """Property tests of the .lic container (host/container.py): pack/unpack round-trips for
-arbitrary valid files, and every single-byte change, truncation or extension is detected."""
+arbitrary valid files of both format versions (2: rectangular tiles, S streams per latent
+group; 1: square tiles, one stream), and every single-byte change, truncation or extension is
+detected."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import hypothesis  # noqa: F401  (a test dependency: pyproject [test])
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from licfpga.host.container import _MAX_DIM, ContainerError, LicFile, Tile, pack, tile_grid, unpack  # noqa: E402
+from licfpga.host.container import (_MAX_DIM, MAX_STREAMS, ContainerError, LicFile, Tile, n_payloads, pack,  # noqa: E402
+                                    tile_grid, unpack)
 
 # database=None: no .hypothesis/ folder in the work tree
 PROFILE = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,27 +23,32 @@ PROFILE = settings(max_examples=300, deadline=None, database=None, suppress_heal
 
 @st.composite
 def lic_files(draw, max_tiles: int = 9, max_groups: int = 4, max_payload: int = 24) -> LicFile:
-    """Any file the format allows: model id (any UTF-8), hash, sizes up to the 1 Mpx edge,
-    any tile edge (u32), up to ``max_tiles`` tiles, any latent shapes, CRCs and payloads."""
-    tile = draw(st.one_of(st.sampled_from([1, 63, 64, 65, 1024, _MAX_DIM, 2**32 - 1]),
-                          st.integers(1, 2**32 - 1)))
+    """Any file the format allows: version 2 or 1, model id (any UTF-8), hash, sizes up to
+    the 1 Mpx edge, any tile width and height (u32; square in version 1), any stream count
+    (version 2), up to ``max_tiles`` tiles, any latent shapes, CRCs and payloads."""
+    edge = st.one_of(st.sampled_from([1, 63, 64, 65, 1024, 1088, 1920, _MAX_DIM, 2**32 - 1]),
+                     st.integers(1, 2**32 - 1))
+    version = draw(st.sampled_from([2, 2, 1]))
+    tw = draw(edge)
+    th = draw(edge) if version == 2 else tw
+    streams = draw(st.one_of(st.integers(1, 4), st.just(MAX_STREAMS))) if version == 2 else 1
 
-    def dim(n_max):
+    def dim(n_max, tile):
         n = draw(st.integers(1, n_max))
         while (n - 1) * tile + 1 > _MAX_DIM:
             n -= 1
         return draw(st.integers((n - 1) * tile + 1, min(n * tile, _MAX_DIM)))
 
-    width = dim(3)
-    height = dim(max(1, max_tiles // tile_grid(width, 1, tile)[0]))
+    width = dim(3, tw)
+    height = dim(max(1, max_tiles // tile_grid(width, 1, (tw, th))[0]), th)
     groups = draw(st.integers(1, max_groups))
-    tx, ty = tile_grid(width, height, tile)
+    tx, ty = tile_grid(width, height, (tw, th))
     tiles = [Tile((draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 0xFFFF))),
-                  [draw(st.binary(max_size=max_payload)) for _ in range(groups)],
+                  [draw(st.binary(max_size=max_payload)) for _ in range(n_payloads(groups, streams))],
                   draw(st.integers(0, 2**32 - 1)))
              for _ in range(tx * ty)]
     return LicFile(draw(st.text(max_size=40)), draw(st.binary(min_size=32, max_size=32)), width, height,
-                   draw(st.sampled_from([0, 1])), tile, groups, tiles)
+                   draw(st.sampled_from([0, 1])), (tw, th), groups, tiles, streams=streams, version=version)
 
 
 @PROFILE
