@@ -20,7 +20,8 @@ pointed (``FINN_TOOL_DIR_OVERRIDE``) at vivado/shim/, the recorded-dry-run stand
 Vivado: FINN's ``make_project.tcl`` is recorded command by command in
 ``<build>/<board>/dry_run/finn_stitch_commands.log`` and its placeholder output goes to
 ``<build>/<board>/dry_run/stitched_ip`` -- never to ``stitched_ip``. Exit 0 either way
-(the Vivado step that follows says whether a bitstream was made); 2: no FINN build.
+(the Vivado step that follows says whether a bitstream was made); 1: FINN's stitching (or
+its dry run) failed, naming the log; 2: no FINN build.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SHIM_DIR = ROOT / "vivado" / "shim"
 
 def _finn_environment(work: Path) -> None:
     """FINN's build directory and the finn-rtllib path its stitching Tcl reads."""
-    os.environ.setdefault("FINN_BUILD_DIR", str(work))
+    os.environ.setdefault("FINN_BUILD_DIR", str(Path(work).resolve()))
     Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
     from finn.util.settings import get_settings, initialize_dummy_settings
 
@@ -49,6 +50,36 @@ def _finn_environment(work: Path) -> None:
     os.environ.setdefault("FINN_RTLLIB", str(rtllib))
 
 
+class AbsoluteIPPaths:
+    """The flow stores each layer's generated-RTL directories (``code_gen_dir_ipgen``,
+    ``ipgen_path``, ``ip_path``) as given, relative to where it ran when ``--out`` was
+    relative (``make finn-build``: the repository root). FINN runs its stitching Tcl in its
+    own project directory, where those would not resolve: make them absolute (against
+    ``base``, checked to exist)."""
+
+    ATTRS = ("code_gen_dir_ipgen", "ipgen_path", "ip_path")
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+
+    def __call__(self, model):
+        from qonnx.custom_op.registry import getCustomOp
+
+        for n in model.graph.node:
+            op = getCustomOp(n)
+            for a in self.ATTRS:
+                try:
+                    v = op.get_nodeattr(a)
+                except AttributeError:
+                    continue
+                if v and not Path(v).is_absolute():
+                    p = (self.base / v).resolve()
+                    if not p.is_dir():
+                        raise FileNotFoundError(f"{n.name}.{a} = {v}: no such directory under {self.base}")
+                    op.set_nodeattr(a, str(p))
+        return model
+
+
 def stitch(build_dir: Path, board_name: str, transform: str = "g_a", dry_run: bool = False) -> Path:
     """FINN's stitched IP of ``transform``; returns the directory it was copied to."""
     from qonnx.core.modelwrapper import ModelWrapper
@@ -58,12 +89,13 @@ def stitch(build_dir: Path, board_name: str, transform: str = "g_a", dry_run: bo
 
     from .finn_flow import finn_board   # registers our GDN / DepthToSpace layers with FINN
 
-    src = Path(build_dir) / board_name / transform
+    build_dir = Path(build_dir).resolve()      # FINN runs its Tcl (and the shim) in its own directory
+    src = build_dir / board_name / transform
     final = src / f"{transform}_final.onnx"
     if not final.is_file():
         raise FileNotFoundError(f"no FINN build at {final}: run make finn-build BOARD={board_name} first")
     board = finn_board(board_name)
-    d = Path(build_dir) / board_name
+    d = build_dir / board_name
     dest = d / ("dry_run" if dry_run else "") / "stitched_ip"
     _finn_environment(src / "tmp")
     if dry_run:
@@ -72,10 +104,17 @@ def stitch(build_dir: Path, board_name: str, transform: str = "g_a", dry_run: bo
         log.write_text(f"# FINN+ CreateStitchedIP({board['part']!r}, {board['clk_ns']}) of {final}: "
                        "FINN's make_project.tcl, run by the shim (not Vivado)\n")
         os.environ.update(FINN_TOOL_DIR_OVERRIDE=str(SHIM_DIR), LICFPGA_SHIM_LOG=str(log), LICFPGA_SHIM_STRICT="0")
-    model = ModelWrapper(str(final))
+    model = AbsoluteIPPaths(Path.cwd())(ModelWrapper(str(final)))
     model = model.transform(PrepareIP(board["part"], board["clk_ns"]))
     model = model.transform(HLSSynthIP(board["part"]))
-    model = model.transform(CreateStitchedIP(board["part"], board["clk_ns"]))
+    try:
+        model = model.transform(CreateStitchedIP(board["part"], board["clk_ns"]))
+    except Exception as exc:  # noqa: BLE001 - FINN reports a failed Vivado run as a missing wrapper
+        where = "FINN's vivado.log in its vivado_stitch_proj_* directory under " + os.environ["FINN_BUILD_DIR"]
+        if dry_run:
+            errors = [ln for ln in log.read_text().splitlines() if ln.startswith("# ---- ERROR")]
+            where = f"{log}: {errors[-1][len('# ---- '):] if errors else 'no error recorded'}"
+        raise RuntimeError(f"FINN's CreateStitchedIP failed ({type(exc).__name__}); see {where}") from exc
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(model.get_metadata_prop("vivado_stitch_proj"), dest)
     model.save(str(src / f"{transform}_stitched.onnx"))
@@ -99,6 +138,9 @@ def main(argv=None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if dry:
         print(f"vivado is not on PATH: FINN's stitched IP was NOT made (it needs Vivado). Dry run: FINN's "
               f"Vivado commands recorded in {dest.parent / 'finn_stitch_commands.log'}, placeholders in {dest}",

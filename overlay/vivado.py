@@ -160,6 +160,7 @@ def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None
     step's own dry run, :mod:`licfpga.overlay.finn_stitch`, whose recorded commands
     ``dry_run/finn_stitch_commands.log`` come first in the log). ``wns``/``whs``: the worst
     slack the shim reports (default 0.0). Returns (exit status, log path, last output line)."""
+    d = Path(d).resolve()                     # the shim runs in dry_run/: absolute paths
     dr = d / "dry_run"
     dr.mkdir(exist_ok=True)
     for name in ("board.tcl", "build_overlay.tcl", TLAST_RTL.name):
