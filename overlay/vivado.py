@@ -182,8 +182,9 @@ def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None
     for k, v in (("LICFPGA_SHIM_WNS", wns), ("LICFPGA_SHIM_WHS", whs)):
         if v is not None:
             env[k] = str(v)
-    p = subprocess.run([str(SHIM_DIR / "vivado")] + VIVADO_COMMAND[1:], cwd=dr, env=env,
-                       capture_output=True, text=True)
+    # what run_vivado.sh runs, with vivado = the shim (vivado/shim/vivado is this same call)
+    p = subprocess.run([shutil.which("tclsh") or "tclsh", str(SHIM_DIR.parent / "vivado_shim.tcl")]
+                       + VIVADO_COMMAND[1:], cwd=dr, env=env, capture_output=True, text=True)
     out = (p.stdout + p.stderr).strip().splitlines()
     (dr / "vivado.log").write_text(p.stdout + p.stderr)
     return p.returncode, log, (out[-1] if out else "")

@@ -49,6 +49,7 @@ def test_generates_project_without_vivado(board, tmp_path, monkeypatch, capsys):
     assert "vivado -mode batch -nojournal -log vivado.log -source build_overlay.tcl -tclargs board.tcl" in run
     err = capsys.readouterr().err
     assert "no bitstream was made" in err and "run_vivado.sh" in err
+    assert "tclsh is not installed either (make tclsh): no dry run" in err     # PATH is empty here
 
 
 def test_wrong_board(tmp_path, capsys):
@@ -95,7 +96,7 @@ def test_tlast_frame_length_from_the_finn_build(tmp_path):
     d = vivado.write_project(b, tmp_path / "build")
     assert "set accel_out_beats {768}" in (d / "board.tcl").read_text()
     # overlay.json for the PYNQ driver: transform, frames, the artifact the overlay computes
-    desc = json.loads((d / "overlay.json").read_text())
+    desc = json.loads((d / "deploy" / "overlay.json").read_text())
     assert desc["transform"] == "g_a" and desc["io"] == io and desc["golden"]["digest"] == "ab"
 
 
@@ -123,3 +124,158 @@ def test_fpga_backend_refuses_clearly(tmp_path, capsys):
     assert cli.main(args) == 2
     assert "pynq is not usable here" in capsys.readouterr().err
     assert not (tmp_path / "o.lic").exists()
+
+
+# ==================================================================== recorded dry run
+# build_overlay.tcl under tclsh with every Vivado command recorded by vivado/vivado_shim.tcl
+# (licfpga.overlay.vivado.dry_run; `make overlay` does this where Vivado is absent).
+IO = {"input": {"shape": [1, 64, 64, 3], "datatype": "UINT8"}, "output": {"shape": [1, 4, 4, 48], "datatype": "INT8"}}
+# the flow, in order: the Vivado commands that must appear (first word + a marker argument)
+FLOW = [("create_project", "-part"), ("set_property", "ip_repo_paths"), ("get_ipdefs", "-all"),
+        ("create_bd_design", "licfpga"), ("create_bd_cell", "xilinx.com:ip:zynq_ultra_ps_e"),
+        ("create_bd_cell", "xilinx.com:ip:axi_dma"), ("create_bd_cell", "accel"),
+        ("add_files", "axis_frame_tlast.sv"), ("create_bd_cell", "axis_frame_tlast"),
+        ("assign_bd_address", None), ("validate_bd_design", None), ("make_wrapper", "-top"),
+        ("generate_target", "all"), ("launch_runs", "impl_1"), ("wait_on_run", "impl_1"),
+        ("open_run", "impl_1"), ("report_timing_summary", "-file"), ("get_timing_paths", "-setup"),
+        ("get_timing_paths", "-hold"), ("write_bitstream", "-force")]
+
+
+def _tclsh_only_path(monkeypatch, tmp_path):
+    """PATH with tclsh and no vivado."""
+    b = tmp_path / "bin"
+    b.mkdir()
+    (b / "tclsh").symlink_to(TCLSH)
+    monkeypatch.setenv("PATH", str(b))
+
+
+def _fake_finn(build, board="kv260", in_bits=24, out_bits=8, beats=768):
+    """A FINN build's estimates.json, and the stitched IP's component.xml as FINN's own dry
+    run leaves it (a placeholder naming finn_design) in <board>/dry_run/stitched_ip/ip/."""
+    import json
+
+    g = build / board / "g_a"
+    g.mkdir(parents=True)
+    (g / "estimates.json").write_text(json.dumps({
+        "io": IO, "golden": {"name": "int-x", "digest": "ab"}, "est_fps": 4000.0,
+        "input_stream": {"width_bits": in_bits, "beats_per_frame": 4096},
+        "output_stream": {"width_bits": out_bits, "beats_per_frame": beats}}))
+    ip = build / board / "dry_run" / "stitched_ip" / "ip"
+    ip.mkdir(parents=True)
+    (ip / "component.xml").write_text("<!-- test placeholder for the packaged IP finn_design -->\n")
+
+
+def _commands(log_text: str, section: str = "build_overlay.tcl") -> list[list[str]]:
+    """The recorded commands (as word lists) of the log's section that sources ``section``."""
+    import shlex
+
+    out, inside = [], False
+    for line in log_text.splitlines():
+        if line.startswith("# ---- source"):
+            inside = line.split()[3].endswith(section)
+        elif inside and line[:4].strip().isdigit():
+            words = line[6:].split("  => ")[0]
+            out.append(shlex.split(words.replace("{", "'").replace("}", "'")))
+    return out
+
+
+def _in_order(cmds, flow):
+    it = iter(cmds)
+    return all(any(c[0] == name and (marker is None or any(marker in w for w in c)) for c in it)
+               for name, marker in flow)
+
+
+@pytest.mark.parametrize("board", ["kv260", "zcu102"])
+def test_dry_run_records_the_flow_in_order(board, tmp_path, monkeypatch, capsys):
+    """Vivado absent, tclsh present: the Vivado commands of the whole flow are recorded in
+    order, every file and IP directory they read exists, our Tcl uses no command the shim
+    does not know, the placeholder bitstream lands in dry_run/deploy (never in deploy/),
+    next to .hwh and overlay.json; exit 3 (no bitstream) and the log's path printed."""
+    require(TCLSH is not None, "tclsh not installed (make tclsh)")
+    build = tmp_path / "build"
+    _fake_finn(build, board, in_bits=24, out_bits=32)
+    _tclsh_only_path(monkeypatch, tmp_path)
+    assert vivado.main(["--board", board, "--build-dir", str(build), "--jobs", "4"]) == vivado.EXIT_NO_VIVADO
+    err = capsys.readouterr().err
+    d = (build / board).resolve()
+    log = d / "dry_run" / "vivado_commands.log"
+    assert f"recorded in {log}" in err
+    text = log.read_text()
+    assert text.startswith("# NEVER RUN HERE: a dry run with Vivado absent")
+    assert text.rstrip().endswith("# ---- exit 0") and "unchecked" not in text
+    cmds = _commands(text)
+    assert _in_order(cmds, FLOW), [c[0] for c in cmds]
+    assert ["launch_runs", "impl_1", "-jobs", "4"] in cmds
+    # every input the commands name exists (the Tcl itself, the TLAST RTL, the IP repository)
+    for c in cmds:
+        if c[0] == "add_files":
+            assert all(Path(f).is_file() for f in c[1:] if not f.startswith("-")), c
+        if c[:2] == ["set_property", "ip_repo_paths"]:
+            assert Path(c[2]).is_dir() and Path(c[2]) == d / "dry_run" / "stitched_ip", c
+    # 24-bit accelerator input vs the DMA's 32 bits: a width converter on the way in; the
+    # 32-bit output goes straight to the DMA
+    assert any(c[:4] == ["create_bd_cell", "-type", "ip", "-vlnv"] and c[-1] == "dw_in" for c in cmds)
+    assert not any(c[0] == "create_bd_cell" and c[-1] == "dw_out" for c in cmds)
+    assert sorted(p.name for p in (d / "dry_run" / "deploy").iterdir()) == \
+        ["licfpga.bit", "licfpga.hwh", "overlay.json", "timing.rpt", "utilization.rpt"]
+    assert (d / "dry_run" / "deploy" / "licfpga.bit").read_text().startswith("DRY RUN placeholder")
+    assert sorted(p.name for p in (d / "deploy").iterdir()) == ["overlay.json"]
+
+
+@pytest.mark.parametrize("wns,whs", [("-0.125", "0.02"), ("0.3", "-0.01"), ("none", "0.1")])
+def test_dry_run_fails_on_unmet_timing(wns, whs, tmp_path):
+    """Negative worst setup or hold slack (or no timed path): build_overlay.tcl prints the
+    timing summary, names WNS/WHS, exits 1 and writes no bitstream."""
+    require(TCLSH is not None, "tclsh not installed (make tclsh)")
+    build = tmp_path / "build"
+    _fake_finn(build)
+    b = load_board("kv260")
+    d = vivado.write_project(b, build)
+    rc, log, last = vivado.dry_run(d, b, wns=wns, whs=whs)
+    assert rc == 1
+    assert last == (f"licfpga: ERROR: timing not met at 200 MHz: WNS {wns} ns, WHS {whs} ns "
+                    f"(summary above, {d.resolve() / 'dry_run' / 'deploy' / 'timing.rpt'}); no bitstream written")
+    out = (d / "dry_run" / "vivado.log").read_text()
+    assert "(dry run: report_timing_summary has no content" in out          # the summary, printed
+    cmds = _commands(log.read_text())
+    assert ["report_timing_summary", "-max_paths", "10", "-return_string"] in cmds
+    assert not any(c[0] == "write_bitstream" for c in cmds)
+    assert not (d / "dry_run" / "deploy" / "licfpga.bit").exists()
+
+
+def test_dry_run_stops_without_the_stitched_ip(tmp_path, monkeypatch, capsys):
+    """No FINN stitched IP (its step not run): the dry run fails like Vivado would, exit 1,
+    the reason in one line."""
+    require(TCLSH is not None, "tclsh not installed (make tclsh)")
+    build = tmp_path / "build"
+    _fake_finn(build)
+    shutil.rmtree(build / "kv260" / "dry_run" / "stitched_ip")
+    _tclsh_only_path(monkeypatch, tmp_path)
+    assert vivado.main(["--board", "kv260", "--build-dir", str(build)]) == 1
+    assert "dry run FAILED" in capsys.readouterr().err and "no accelerator IP in" in \
+        (build / "kv260" / "dry_run" / "vivado.log").read_text()
+
+
+def test_committed_dry_run_log_matches_todays_tcl(tmp_path):
+    """vivado/dry_run_kv260.log (make overlay BOARD=kv260 here: FINN's stitching Tcl, then
+    ours) is labelled never-run, ran both scripts to the end, and its build_overlay.tcl
+    commands are the ones today's Tcl records for the same stream widths and frame length."""
+    require(TCLSH is not None, "tclsh not installed (make tclsh)")
+    import re
+
+    text = (vivado.TCL_SOURCE.parent / "dry_run_kv260.log").read_text()
+    assert text.startswith("# NEVER RUN HERE: a dry run with Vivado absent")
+    assert text.count("# ---- exit 0") == 2 and "make_project.tcl" in text and "ERROR" not in text
+    old = _commands(text)
+    width = {m[0]: int(m[1]) for m in re.findall(r"get_property CONFIG.TDATA_NUM_BYTES (accel/\w+)\s+=> (\d+)", text)}
+    beats = int(re.search(r"CONFIG.BEATS (\d+)", text).group(1))
+    jobs = next(c[3] for c in old if c[:2] == ["launch_runs", "impl_1"])
+    build = tmp_path / "build"
+    _fake_finn(build, in_bits=8 * width["accel/s_axis_0"], out_bits=8 * width["accel/m_axis_0"], beats=beats)
+    b = load_board("kv260")
+    d = vivado.write_project(b, build, jobs=int(jobs))
+    rc, log, _ = vivado.dry_run(d, b)
+    assert rc == 0
+    def norm(cmds, root):
+        return [[w.replace(root, "<board>") for w in c] for c in cmds]
+    assert norm(_commands(log.read_text()), str(d.resolve())) == norm(old, "overlay/build/kv260")
