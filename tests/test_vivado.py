@@ -243,17 +243,24 @@ def test_dry_run_fails_on_unmet_timing(wns, whs, tmp_path):
     assert not (d / "dry_run" / "deploy" / "licfpga.bit").exists()
 
 
-def test_dry_run_stops_without_the_stitched_ip(tmp_path, monkeypatch, capsys):
-    """No FINN stitched IP (its step not run): the dry run fails like Vivado would, exit 1,
-    the reason in one line."""
+@pytest.mark.parametrize("missing,message", [("stitched_ip", "no accelerator IP in"),
+                                             ("overlay.json", "overlay.json missing: run the FINN step")])
+def test_dry_run_stops_without_its_inputs(missing, message, tmp_path):
+    """No FINN stitched IP (its step not run), or no overlay.json for deploy/: the dry run
+    fails like Vivado would, exit 1, the reason in one line; overlay.json is checked before
+    any Vivado command."""
     require(TCLSH is not None, "tclsh not installed (make tclsh)")
     build = tmp_path / "build"
     _fake_finn(build)
-    shutil.rmtree(build / "kv260" / "dry_run" / "stitched_ip")
-    _tclsh_only_path(monkeypatch, tmp_path)
-    assert vivado.main(["--board", "kv260", "--build-dir", str(build)]) == 1
-    assert "dry run FAILED" in capsys.readouterr().err and "no accelerator IP in" in \
-        (build / "kv260" / "dry_run" / "vivado.log").read_text()
+    b = load_board("kv260")
+    d = vivado.write_project(b, build)
+    if missing == "stitched_ip":
+        shutil.rmtree(build / "kv260" / "dry_run" / "stitched_ip")
+    else:
+        (d / "deploy" / "overlay.json").unlink()
+    rc, log, last = vivado.dry_run(d, b)
+    assert rc == 1 and last.startswith("licfpga: ERROR: ") and message in last, last
+    assert (missing == "overlay.json") == (_commands(log.read_text()) == [])
 
 
 def test_committed_dry_run_log_matches_todays_tcl(tmp_path):

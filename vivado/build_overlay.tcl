@@ -29,6 +29,11 @@ proc licfpga_fail {msg} {
     exit 1
 }
 
+# overlay.json (the driver's half of deploy/) comes from the FINN build: check it before hours of Vivado
+if {![file exists [file join $out_dir overlay.json]]} {
+    licfpga_fail "[file join $out_dir overlay.json] missing: run the FINN step (make finn-build), then python -m licfpga.overlay.vivado"
+}
+
 # ---------------------------------------------------------------- project
 create_project -force licfpga $proj_dir -part $part
 set_property board_part $board_part [current_project]
@@ -165,7 +170,8 @@ if {[get_property PROGRESS [get_runs impl_1]] ne "100%"} {
 # (no clock reached the design), fails the build with the timing summary printed: no
 # bitstream is written for a design that does not meet 200 MHz.
 open_run impl_1
-file mkdir $out_dir
+# a bitstream of an earlier build must not survive a failed one
+file delete -force [file join $out_dir licfpga.bit] [file join $out_dir licfpga.hwh]
 report_timing_summary -max_paths 10 -file [file join $out_dir timing.rpt]
 report_utilization -file [file join $out_dir utilization.rpt]
 proc worst_slack {kind} {
@@ -195,7 +201,4 @@ if {![file exists $hwh]} {
     licfpga_fail "no hardware handoff at $hwh (generate_target all should have written it)"
 }
 file copy -force $hwh [file join $out_dir licfpga.hwh]
-if {![file exists [file join $out_dir overlay.json]]} {
-    licfpga_fail "[file join $out_dir overlay.json] missing: run python -m licfpga.overlay.vivado after the FINN build"
-}
 puts "licfpga: wrote [file join $out_dir licfpga.bit], licfpga.hwh and overlay.json: copy that folder to the board"
