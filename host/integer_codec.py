@@ -209,7 +209,8 @@ class FpgaIntegerCodec(IntegerCodec):
         fin, fout = desc["io"]["input"], desc["io"]["output"]
         self.frame = tuple(fin["shape"][1:3])           # NHWC input rows, columns
         self.accelerator = StreamAccelerator(overlay, fin["shape"][1:], _np_dtype(fin["datatype"]),
-                                             fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq)
+                                             fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq,
+                                             fps=desc.get("est_fps"))     # the DMA deadline
         self.fpga_tiles = self.cpu_tiles = 0
 
     def _on_fpga(self, transform: str, hw: tuple) -> bool:

@@ -53,7 +53,9 @@ DMA_POLL_S = 1e-4
 
 def dma_timeout(nbytes: int, fps: float | None = None) -> float:
     """The default deadline (s) of one frame's transfer of ``nbytes`` (the larger direction)."""
-    frame = 1.0 / fps if fps and fps > 0 else 0.0
+    # fps from overlay.json may be absent or malformed: then the frame time is not counted
+    ok = isinstance(fps, (int, float)) and not isinstance(fps, bool) and 0 < fps < float("inf")
+    frame = 1.0 / fps if ok else 0.0
     return max(DMA_TIMEOUT_MIN_S, DMA_TIMEOUT_FRAMES * (frame + nbytes / DMA_MIN_RATE))
 
 

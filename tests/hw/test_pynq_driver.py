@@ -243,5 +243,6 @@ def test_stuck_dma_fails_clearly_in_bounded_time():
     # a 1080p frame at 30 fps: 1 s; at 5 fps: 10 frame times + 6.3 MB at 100 MB/s
     assert dma_timeout(1920 * 1088 * 3, 30.0) == 1.0
     assert dma_timeout(1920 * 1088 * 3, 5.0) == pytest.approx(10 * (1 / 5 + 1920 * 1088 * 3 / 100e6))
+    assert dma_timeout(1920 * 1088 * 3, "5") == dma_timeout(1920 * 1088 * 3, None) == 1.0   # a broken est_fps
     with pytest.raises(ValueError, match="DMA timeout must be a positive number"):
         StreamAccelerator("x.bit", frame.shape, np.uint8, (16, 16, 192), np.int8, pynq=_fake_pynq(send, recv), timeout=0)
