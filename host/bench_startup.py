@@ -1,0 +1,208 @@
+"""Start-up and many-files benchmark of the ``licfpga`` CLI per install (issue 11;
+results/board/startup.md). Not a test: it times, it asserts only that the runs succeeded and
+that one call and one call per image wrote the same files.
+
+    python -m licfpga.host.bench_startup [--install board=.venv-board --install main=.venv]
+        [--kodak ../shared/data/kodak] [--repeat 5] [--json results/board/startup.json]
+        [--venv-install]      # also time a fresh `pip install '.[board]'` venv and its size
+
+Per install (a venv's ``bin/`` with ``licfpga``):
+
+* ``licfpga --help``: wall time (median of ``--repeat`` runs);
+* a 1-Mpx (1024x1024) ``licfpga compress --backend integer``: wall time, the codec's own
+  encode time (what the CLI prints), start-up = wall - encode; and ``python -X importtime``
+  of the same command: total import time and the slowest top-level imports;
+* the 24 Kodak images with the integer backend, encode and decode: one call for all
+  (``--out-dir``) against one call per image (wall time, start-up paid 24 times).
+
+The 1-Mpx image is a mirror-padded shipped sample (host/samples/kodim23.png), made here.
+Kodak is the test set: only timed here, nothing tuned on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
+def _run(cmd, cwd) -> tuple[float, subprocess.CompletedProcess]:
+    t0 = time.perf_counter()
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_env(), cwd=cwd)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
+    return dt, r
+
+
+def importtime(stderr: str, top: int = 6) -> dict:
+    """Parse ``-X importtime`` lines: total (sum of the top-level cumulative times) and the
+    slowest top-level imports."""
+    rows = []
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
+    first = [(us, name) for us, depth, name in rows if depth == 1]
+    return {"total_s": sum(us for us, _ in first) / 1e6,
+            "slowest": [[name, us / 1e6] for us, name in sorted(first, reverse=True)[:top]]}
+
+
+def one_mpx_image(path: Path) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(ROOT / "host" / "samples" / "kodim23.png").convert("RGB"))
+    h, w = rgb.shape[:2]
+    big = np.pad(rgb, ((0, 1024 - h), (0, 1024 - w), (0, 0)), mode="reflect")
+    Image.fromarray(big).save(path)
+    return path
+
+
+def bench_install(name: str, bindir: Path, work: Path, kodak: list[Path], repeat: int) -> dict:
+    lic, py = bindir / "licfpga", bindir / "python"
+    out: dict = {"bin": str(bindir)}
+    out["help_s"] = [_run([lic, "--help"], work)[0] for _ in range(repeat)]
+    img = work / "onempx.png"
+    if not img.exists():
+        one_mpx_image(img)
+    walls, encs = [], []
+    for k in range(repeat):
+        dt, r = _run([lic, "compress", img, work / f"{name}-1mpx.lic", "--backend", "integer"], work)
+        walls.append(dt)
+        encs.append(float(re.search(r"(\d+) ms \(", r.stdout).group(1)) / 1e3)
+    out["compress_1mpx"] = {"wall_s": walls, "encode_s": encs,
+                            "startup_s": [w - e for w, e in zip(walls, encs)]}
+    _, r = _run([py, "-X", "importtime", lic, "--help"], work)
+    out["importtime_help"] = importtime(r.stderr)
+    _, r = _run([py, "-X", "importtime", lic, "compress", img, work / f"{name}-1mpx-it.lic", "--backend", "integer"],
+                work)
+    out["importtime_compress"] = importtime(r.stderr)
+    if kodak:
+        one, each = work / f"{name}-one", work / f"{name}-each"
+        res = {}
+        res["encode_one_call_s"], _ = _run([lic, "compress", *kodak, "--out-dir", one / "lic", "--backend", "integer"],
+                                           work)
+        (each / "lic").mkdir(parents=True)
+        t0 = time.perf_counter()
+        for p in kodak:
+            _run([lic, "compress", p, each / "lic" / f"{p.stem}.lic", "--backend", "integer"], work)
+        res["encode_per_image_s"] = time.perf_counter() - t0
+        lics = sorted((one / "lic").glob("*.lic"))
+        res["decode_one_call_s"], _ = _run([lic, "decompress", *lics, "--out-dir", one / "png"], work)
+        (each / "png").mkdir(parents=True)
+        t0 = time.perf_counter()
+        for p in sorted((each / "lic").glob("*.lic")):
+            _run([lic, "decompress", p, each / "png" / f"{p.stem}.png"], work)
+        res["decode_per_image_s"] = time.perf_counter() - t0
+        for sub in ("lic", "png"):
+            for p in sorted((one / sub).iterdir()):
+                if p.read_bytes() != (each / sub / p.name).read_bytes():
+                    raise SystemExit(f"{name}: one call and one call per image wrote different {p.name}")
+        res["images"] = len(kodak)
+        res["bytes"] = sum(p.stat().st_size for p in lics)
+        out["kodak"] = res
+    return out
+
+
+def venv_install(work: Path, python: str) -> dict:
+    """A fresh venv with `pip install '.[board]'` from a copy of the sources: time and size."""
+    src, venv = work / "src", work / "venv-board-only"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
+                            "pyproject.toml", "README.md", "host", "model", "overlay"], cwd=ROOT,
+                           capture_output=True, check=True).stdout
+    for rel in filter(None, files.decode().split("\0")):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    t0 = time.perf_counter()
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+                        f"{src}[board]"], capture_output=True, text=True, env=_env())
+    dt = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"pip install '.[board]' failed: {r.stderr[-2000:]}")
+    size = int(subprocess.run(["du", "-sk", str(venv)], capture_output=True, text=True).stdout.split()[0]) * 1024
+    torch = subprocess.run([str(venv / "bin" / "python"), "-c", "import torch"], capture_output=True).returncode == 0
+    pkgs = json.loads(subprocess.run([str(venv / "bin" / "pip"), "list", "--format", "json",
+                                      "--disable-pip-version-check"], capture_output=True, text=True).stdout)
+    return {"install_s": dt, "size_bytes": size, "torch_importable": torch, "packages": len(pkgs)}
+
+
+def du(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True).stdout.split()[0]) * 1024
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m licfpga.host.bench_startup", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--install", action="append", default=None, metavar="NAME=VENV",
+                    help="an install to time (default: board=.venv-board main=.venv)")
+    ap.add_argument("--kodak", default=str(ROOT.parent / "shared" / "data" / "kodak"),
+                    help="folder of the 24 Kodak PNGs ('' skips the Kodak timing)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--venv-install", action="store_true", help="also time a fresh `pip install '.[board]'` venv")
+    ap.add_argument("--json", default=None, help="write the figures here")
+    a = ap.parse_args(argv)
+    installs = dict(s.split("=", 1) for s in (a.install or ["board=.venv-board", "main=.venv"]))
+    kodak = sorted(Path(a.kodak).glob("*.png")) if a.kodak else []
+    if a.kodak and len(kodak) != 24:
+        raise SystemExit(f"expected the 24 Kodak PNGs in {a.kodak}, found {len(kodak)}")
+    res = {"load_before": os.getloadavg(), "cpus": os.cpu_count(), "python": sys.version.split()[0], "installs": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, venv in installs.items():
+            bindir = (ROOT / venv / "bin").resolve()
+            print(f"== {name}: {bindir}", file=sys.stderr)
+            res["installs"][name] = bench_install(name, bindir, work, kodak, a.repeat)
+            res["installs"][name]["size_bytes"] = du((ROOT / venv).resolve())
+        if a.venv_install:
+            print("== fresh pip install '.[board]'", file=sys.stderr)
+            res["board_only_venv"] = venv_install(work, sys.executable if "board" not in installs else
+                                                  str((ROOT / installs["board"]).resolve() / "bin" / "python"))
+    res["load_after"] = os.getloadavg()
+    text = json.dumps(res, indent=1)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(text + "\n")
+    print(summary(res))
+    return 0
+
+
+def summary(res: dict) -> str:
+    med = statistics.median
+    lines = ["| install | `--help` wall | import time (`--help`) | 1-Mpx compress wall | of which encode | "
+             "start-up (wall - encode) | import time (compress) |", "|---|---|---|---|---|---|---|"]
+    for name, r in res["installs"].items():
+        c = r["compress_1mpx"]
+        lines.append(f"| {name} | {med(r['help_s']):.3f} s | {r['importtime_help']['total_s']:.3f} s | "
+                     f"{med(c['wall_s']):.2f} s | {med(c['encode_s']):.2f} s | {med(c['startup_s']):.2f} s | "
+                     f"{r['importtime_compress']['total_s']:.3f} s |")
+    if any("kodak" in r for r in res["installs"].values()):
+        lines += ["", "| install | encode, one call | encode, 24 calls | decode, one call | decode, 24 calls |",
+                  "|---|---|---|---|---|"]
+        for name, r in res["installs"].items():
+            k = r.get("kodak")
+            if k:
+                lines.append(f"| {name} | {k['encode_one_call_s']:.1f} s | {k['encode_per_image_s']:.1f} s | "
+                             f"{k['decode_one_call_s']:.1f} s | {k['decode_per_image_s']:.1f} s |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
