@@ -288,51 +288,71 @@ def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "
     zs, zi = z - codec._z_median[:, None, None], codec._z_indexes(z.shape)
     y32 = as_int32(y, "y")
 
-    def best(f):
-        ts, out = [], None
-        for _ in range(repeat):
-            t1 = time.perf_counter()
-            out = f()
-            ts.append(time.perf_counter() - t1)
-        return min(ts), out
-
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{rgb.shape[1]}x{rgb.shape[0]} frame as one {tw}x{th} tile, {artifact}: y {y.shape} = {y.size} symbols, "
           f"z {z.shape} = {z.size}; transforms {t_model:.1f} s (not timed below); {os.cpu_count()} CPUs, "
-          f"load average {load:.2f}; best of {repeat}")
+          f"load average {load:.2f}; best of {repeat}, the configurations interleaved")
+    configs = [(S, T) for S in streams for T in threads]
+    pools = {T: ThreadPoolExecutor(T) if T > 1 else None for T in threads}
+    flat_idx = idx.reshape(-1)
+    enc = {c: [] for c in configs}
+    dec = {c: [] for c in configs}
+    alone = {S: ([], []) for S in streams}     # each stream coded alone, serially: (encode, decode) times
+    coded = {}
+    try:
+        for _ in range(repeat):      # round-robin: every configuration sees the same machine load
+            for S, T in configs:
+                pool = pools[T]
+                t1 = time.perf_counter()
+                ys, zb = encode_streams(codec.y_coder, y32, idx, S, pool), codec.z_coder.encode(zs, zi)
+                t2 = time.perf_counter()
+                yd, _ = decode_streams(codec.y_coder, ys, idx, pool), codec.z_coder.decode(zb, zi)
+                t3 = time.perf_counter()
+                enc[S, T].append(t2 - t1)
+                dec[S, T].append(t3 - t2)
+                assert np.array_equal(yd, y32), "streams did not decode to the symbols"
+                assert coded.setdefault(S, (ys, zb)) == (ys, zb), "bytes depend on the thread count"
+            for S in streams:
+                p, (ys, _) = split_points(y32.size, S), coded[S]
+                te, td = [], []
+                for k in range(S):
+                    t1 = time.perf_counter()
+                    codec.y_coder.encode(y32[p[k]:p[k + 1]], flat_idx[p[k]:p[k + 1]])
+                    t2 = time.perf_counter()
+                    codec.y_coder.decode(ys[k], flat_idx[p[k]:p[k + 1]])
+                    te.append(t2 - t1)
+                    td.append(time.perf_counter() - t2)
+                alone[S][0].append(te)
+                alone[S][1].append(td)
+            zb = coded[streams[0]][1]
+            t1 = time.perf_counter()
+            codec.z_coder.encode(zs, zi)
+            t2 = time.perf_counter()
+            codec.z_coder.decode(zb, zi)
+            alone.setdefault("z", ([], []))
+            alone["z"][0].append(t2 - t1)
+            alone["z"][1].append(time.perf_counter() - t2)
+    finally:
+        for pool in pools.values():
+            if pool is not None:
+                pool.shutdown()
     print(f"{'S':>3} {'threads':>7} {'bytes':>8} {'encode ms':>10} {'decode ms':>10} {'enc speed-up':>13} "
           f"{'dec speed-up':>13}  {'enc path':>9} {'dec path':>9}")
-    rows, ref, base = [], {}, None
-    for S in streams:
-        for T in threads:
-            pool = ThreadPoolExecutor(T) if T > 1 else None
-            try:
-                te, (ys, zb) = best(lambda: (encode_streams(codec.y_coder, y32, idx, S, pool),
-                                             codec.z_coder.encode(zs, zi)))
-                td, (yd, _) = best(lambda: (decode_streams(codec.y_coder, ys, idx, pool), codec.z_coder.decode(zb, zi)))
-            finally:
-                if pool is not None:
-                    pool.shutdown()
-            assert np.array_equal(yd, y32), "streams did not decode to the symbols"
-            assert ref.setdefault(S, ys) == ys, "bytes depend on the thread count"
-            size = sum(map(len, ys)) + len(zb)
-            base = base or (te, td)
-            row = {"streams": S, "threads": T, "bytes": size, "encode_ms": te * 1e3, "decode_ms": td * 1e3}
-            if T == threads[0]:      # each stream alone: the longest one + z bounds the time on S cores
-                p = split_points(y32.size, S)
-                tz_e, _ = best(lambda: codec.z_coder.encode(zs, zi))
-                tz_d, _ = best(lambda: codec.z_coder.decode(zb, zi))
-                row["encode_path_ms"] = 1e3 * (tz_e + max(best(lambda: codec.y_coder.encode(
-                    y32[p[k]:p[k + 1]], idx.reshape(-1)[p[k]:p[k + 1]]))[0] for k in range(S)))
-                row["decode_path_ms"] = 1e3 * (tz_d + max(best(lambda: codec.y_coder.decode(
-                    ys[k], idx.reshape(-1)[p[k]:p[k + 1]]))[0] for k in range(S)))
-            rows.append(row)
-            path = (f"{row['encode_path_ms']:>9.2f} {row['decode_path_ms']:>9.2f}" if "encode_path_ms" in row
-                    else f"{'':>9} {'':>9}")
-            print(f"{S:>3} {T:>7} {size:>8} {te * 1e3:>10.2f} {td * 1e3:>10.2f} {base[0] / te:>12.2f}x "
-                  f"{base[1] / td:>12.2f}x  {path}")
-    print("speed-ups against S=1 on one thread; path: the longest y stream coded alone + z (the time on S "
-          "free cores)")
+    rows, base = [], (min(enc[configs[0]]), min(dec[configs[0]]))
+    tz_e, tz_d = min(alone["z"][0]), min(alone["z"][1])
+    for S, T in configs:
+        ys, zb = coded[S]
+        te, td = min(enc[S, T]), min(dec[S, T])
+        # the longest stream (best of its own runs) + z: the time with one free core per stream
+        pe = tz_e + max(min(r[k] for r in alone[S][0]) for k in range(S))
+        pd = tz_d + max(min(r[k] for r in alone[S][1]) for k in range(S))
+        row = {"streams": S, "threads": T, "bytes": sum(map(len, ys)) + len(zb), "encode_ms": te * 1e3,
+               "decode_ms": td * 1e3, "encode_path_ms": pe * 1e3, "decode_path_ms": pd * 1e3}
+        rows.append(row)
+        print(f"{S:>3} {T:>7} {row['bytes']:>8} {te * 1e3:>10.2f} {td * 1e3:>10.2f} {base[0] / te:>12.2f}x "
+              f"{base[1] / td:>12.2f}x  {pe * 1e3:>9.2f} {pd * 1e3:>9.2f}")
+    print("speed-ups against the first row; path: the longest y stream coded alone + z (the time on one free "
+          "core per stream); bytes identical for every thread count")
     return rows
 
 
