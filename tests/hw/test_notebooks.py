@@ -53,7 +53,7 @@ def test_committed_notebooks_are_stripped_and_parametrised():
         assert len(tagged["parameters"]) == 1 and len(tagged["summary"]) == 1, f"{name}.ipynb: {tagged.keys()}"
         params = "".join(tagged["parameters"][0]["source"])
         assert re.search(r'^target = "board"', params, re.M), f"{name}.ipynb: default target is not the board"
-        text = "".join("".join(c["source"]) for c in code)
+        text = "\n".join("".join(c["source"]) for c in code)
         assert not re.search(r"^\s*(import|from)\s+(torch|compressai|brevitas)\b", text, re.M), \
             f"{name}.ipynb imports torch / CompressAI / Brevitas (the board install has none)"
 
