@@ -83,8 +83,6 @@ class Codec(BaseCodec):
         # conditional: it writes S streams per group; a model without one (factorized) has one
         # group and writes S = 1
         self._y_coder = getattr(getattr(model, "gaussian_conditional", None), "entropy_coder", None)
-        if self._y_coder is None:
-            self.streams = 1
         self.index_crc = None
         if hasattr(model, "gaussian_conditional"):
             self.index_crc = _IndexCRC(model.gaussian_conditional)
@@ -128,6 +126,10 @@ class Codec(BaseCodec):
     @torch.inference_mode()
     def encode(self, rgb: np.ndarray, layout: str = "rgb") -> bytes:
         return super().encode(rgb, layout)
+
+    def streams_for(self, h: int, w: int) -> int:
+        """S of a file: 1 for a model without a Gaussian conditional (its one group is z-like)."""
+        return 1 if self._y_coder is None else super().streams_for(h, w)
 
     def _y_streams(self, streams: int):
         """Let the Gaussian conditional's coder code ``streams`` streams on the codec's pool."""

@@ -103,6 +103,34 @@ def test_bytes_do_not_depend_on_the_thread_count(codecs, coded, backend):
         c.streams = c.threads = None
 
 
+@pytest.mark.parametrize("arch, kw", [("channelwise", {"N": 16, "M": 24, "slices": 3}),
+                                      ("factorized", {"N": 16, "M": 24})])
+def test_other_float_architectures(tmp_path, arch, kw):
+    """Channel-conditional slices: S streams per slice group (P = slices * S + 1); a
+    factorized model (no Gaussian conditional, one group) writes S = 1 whatever is asked."""
+    import torch
+
+    from licfpga.host.codec import Codec
+    from licfpga.model.checkpoint import save_checkpoint
+    from licfpga.model.zoo import build_model
+
+    torch.manual_seed(0)
+    m = build_model(arch, **kw).eval()
+    m.update(force=True)
+    save_checkpoint(tmp_path / "m.pt", m, arch, kw, {"name": arch})
+    c = Codec.load(tmp_path / "m.pt", tile="128x64", streams=1)
+    img = sample_image(136, 200)
+    ref = c.decode(c.encode(img))[0]
+    c.streams, c.threads = 3, 2
+    data = c.encode(img)
+    f = unpack(data)
+    if arch == "factorized":
+        assert (f.groups, f.streams, len(f.tiles[0].payloads)) == (1, 1, 1)
+    else:
+        assert (f.groups, f.streams, len(f.tiles[0].payloads)) == (4, 3, 3 * 3 + 1)
+    np.testing.assert_array_equal(c.decode(data)[0], ref)
+
+
 def test_streams_are_coded_on_the_pool(codecs, coded, monkeypatch):
     """With threads > 1 the S streams of a tile go to the thread pool (one task per stream)."""
     import licfpga.host.entropy_coder as ec
