@@ -55,7 +55,7 @@ board-venv: $(BOARD_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/licfpga demo
 
-test: $(STAMP) $(FINN_STAMP) $(BOARD_STAMP) yosys
+test: $(STAMP) $(FINN_STAMP) $(BOARD_STAMP) yosys aarch64-tools
 	$(PY) -m pytest
 
 # the fast subset: every test but those marked slow (> ~30 s on 2 cores: RTL co-simulations,
@@ -177,3 +177,17 @@ yosys:
 	@command -v yosys >/dev/null || (apt-get install -y yosys || (apt-get update && apt-get install -y yosys))
 
 .PHONY: yosys
+
+# ---- aarch64 cross tools (Debian) for the PS-side model (host/ps_model.py, results/board/ps_model.md) ----
+# gcc-aarch64-linux-gnu builds rans.c's loops for the boards' Cortex-A53; qemu-user runs them
+# and counts instructions (~15 s to install)
+AARCH64_PKGS := gcc-aarch64-linux-gnu qemu-user
+aarch64-tools:
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	  (apt-get install -y $(AARCH64_PKGS) || (apt-get update && apt-get install -y $(AARCH64_PKGS)))
+
+# PS side per 1080p frame, measured here and modeled on KV260 / ZCU102 (about 3 min)
+ps-model: $(STAMP) aarch64-tools
+	$(PY) -m licfpga.host.ps_model --out results/board
+
+.PHONY: aarch64-tools ps-model
