@@ -15,7 +15,9 @@ the notebooks wrote and printed, against values computed here independently:
   rows say estimate / modeled / simulated.
 
 And, without any tool: the committed notebooks carry no outputs and no execution counts, and
-each has a ``parameters`` cell defaulting to the board and a ``summary`` cell.
+each has a ``parameters`` cell defaulting to the board and a ``summary`` cell;
+board_session refuses an unknown target, an incomplete folder and a missing simulator build
+with one clear error.
 """
 
 from __future__ import annotations
@@ -172,3 +174,22 @@ def test_overlay_report_notebook(sim_overlays, tmp_path):
     for value in est["resources_total"].values():
         assert f"| {value:.0f} |" in md
     assert "estimate (FINN)" in md and "modeled (simulated cycles" in md and "not board speed" in md
+
+
+def test_open_overlay_refuses_bad_targets_and_folders(tmp_path):
+    """One clear error for an unknown target, a folder lacking the overlay files, and a
+    simulated overlay whose Verilator build is missing (the simulator never comes up)."""
+    from licfpga.host.board_session import SessionError, open_overlay
+
+    with pytest.raises(SessionError, match="target must be one of board, sim"):
+        open_overlay(tmp_path, "fpga")
+    with pytest.raises(SessionError, match="lacks licfpga.hwh, overlay.json, licfpga.bit"):
+        open_overlay(tmp_path, "board")
+    desc = {"transform": "g_a", "golden": {"name": "int-student-0.013", "digest": "0" * 64},
+            "io": {"input": {"shape": [1, 64, 64, 3], "datatype": "UINT8"},
+                   "output": {"shape": [1, 4, 4, 48], "datatype": "INT8"}}, "clk_ns": 5.0}
+    (tmp_path / "overlay.json").write_text(json.dumps(desc))
+    (tmp_path / "licfpga.hwh").write_text("<EDKSYSTEM/>")
+    (tmp_path / "sim.json").write_text(json.dumps({"build_dir": str(tmp_path / "no-build"), "toplevel": "top"}))
+    with pytest.raises(SessionError, match="the simulated overlay did not start"):
+        open_overlay(tmp_path, "sim")
