@@ -196,3 +196,13 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
         P.load_frame([tmp_path / "a.jpg"])
     with pytest.raises(FileNotFoundError, match="frame photo not found"):
         P.load_frame([tmp_path / f"{k}.jpg" for k in range(4)])
+
+
+def test_render_rebuilds_the_report(tmp_path):
+    """--render: md/json rebuilt from the recorded numbers alone, with the same figures."""
+    require(RESULTS.is_file(), f"{RESULTS} (python -m licfpga.host.ps_model --out results/board)")
+    shutil.copy(RESULTS, tmp_path / "ps_model.json")
+    P.main(["--render", "--out", str(tmp_path)])
+    new, old = json.loads((tmp_path / "ps_model.json").read_text()), json.loads(RESULTS.read_text())
+    assert new["conclusions"] == old["conclusions"]
+    assert (tmp_path / "ps_model.md").read_text() == (RESULTS.parent / "ps_model.md").read_text()
