@@ -181,8 +181,10 @@ def build_tools(build: Path) -> dict:
     """Compile the harness for aarch64 (static) and x86, and the log counter; returns paths
     and the commands used."""
     require_tools()
-    build.mkdir(parents=True, exist_ok=True)
     src, inc = RANS_DIR / "bench_frame.c", RANS_DIR / "standalone"
+    if not src.is_file():
+        raise RuntimeError(f"{src} not found: the PS model builds host/rans/ from a source checkout of licfpga")
+    build.mkdir(parents=True, exist_ok=True)
     cmds = {
         "aarch64": [CROSS_CC, *CFLAGS, "-static", f"-I{inc}", "-o", str(build / "bench_frame.aarch64"), str(src)],
         "x86": ["gcc", *CFLAGS, f"-I{inc}", "-o", str(build / "bench_frame.x86"), str(src)],
