@@ -262,6 +262,30 @@ def frame_1080p(data_dir="../shared/data/train") -> np.ndarray:
     raise FileNotFoundError(f"fewer than four photos of at least 960x540 under {data_dir}")
 
 
+def _parallel_control(threads: int, repeat: int = 5) -> float:
+    """Speed-up of ``threads`` threads over one on a GIL-free C loop (hashlib's SHA-256 of
+    large buffers): how many cores the machine actually gives a process right now."""
+    import hashlib
+    import os
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    if threads <= 1:
+        return 1.0
+    buf = os.urandom(16 << 20)
+
+    def run(pool):
+        t0 = time.perf_counter()
+        jobs = range(2 * threads)
+        list(pool.map(lambda _: hashlib.sha256(buf).digest(), jobs)) if pool else [hashlib.sha256(buf).digest()
+                                                                                   for _ in jobs]
+        return time.perf_counter() - t0
+
+    with ThreadPoolExecutor(threads) as pool:
+        one, many = min(run(None) for _ in range(repeat)), min(run(pool) for _ in range(repeat))
+    return one / many
+
+
 def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "1920x1088",
                   streams=(1, 2, 4), threads=(1, 2), repeat: int = 20, data_dir="../shared/data/train") -> list[dict]:
     """Entropy-coding time of one frame through the integer codec's coders, per (S, threads):
@@ -291,7 +315,7 @@ def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{rgb.shape[1]}x{rgb.shape[0]} frame as one {tw}x{th} tile, {artifact}: y {y.shape} = {y.size} symbols, "
           f"z {z.shape} = {z.size}; transforms {t_model:.1f} s (not timed below); {os.cpu_count()} CPUs, "
-          f"load average {load:.2f}; best of {repeat}, the configurations interleaved")
+          f"load average {load:.2f}; best of {repeat}, the configurations interleaved in shuffled rounds")
     configs = [(S, T) for S in streams for T in threads]
     pools = {T: ThreadPoolExecutor(T) if T > 1 else None for T in threads}
     flat_idx = idx.reshape(-1)
@@ -300,8 +324,9 @@ def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "
     alone = {S: ([], []) for S in streams}     # each stream coded alone, serially: (encode, decode) times
     coded = {}
     try:
-        for _ in range(repeat):      # round-robin: every configuration sees the same machine load
-            for S, T in configs:
+        order = np.random.default_rng(0)
+        for _ in range(repeat):      # round-robin, shuffled: every configuration sees the same machine load
+            for S, T in [configs[i] for i in order.permutation(len(configs))]:
                 pool = pools[T]
                 t1 = time.perf_counter()
                 ys, zb = encode_streams(codec.y_coder, y32, idx, S, pool), codec.z_coder.encode(zs, zi)
@@ -336,6 +361,9 @@ def bench_streams(image=None, artifact: str = "int-student-0.013", tile: str = "
         for pool in pools.values():
             if pool is not None:
                 pool.shutdown()
+    print(f"control: {_parallel_control(max(threads)):.2f}x from {max(threads)} threads on SHA-256 of "
+          f"{2 * max(threads)} x 16 MB "
+          "(releases the GIL too): what the machine lets threads gain right now")
     print(f"{'S':>3} {'threads':>7} {'bytes':>8} {'encode ms':>10} {'decode ms':>10} {'enc speed-up':>13} "
           f"{'dec speed-up':>13}  {'enc path':>9} {'dec path':>9}")
     rows, base = [], (min(enc[configs[0]]), min(dec[configs[0]]))
