@@ -77,6 +77,10 @@ BOARDS = {
     },
 }
 
+CLOCK_NOTE = ("The two clocks are the data sheets' maximum APU frequencies as this project reads them; the "
+              "tables themselves were not among the excerpts the documentation search returned when this "
+              "model was written, so confirm them in DS987 / DS925 (and on the board) before relying on them.")
+
 # --- IPC of a Cortex-A53 on this code (stated assumption, see IPC_SOURCE) ---------------------
 IPC = {"low": 0.5, "mid": 0.7, "high": 1.0}
 IPC_SOURCE = (
@@ -575,6 +579,7 @@ def report(data: dict) -> str:
           f"* **IPC** {IPC['low']}-{IPC['high']} (central {IPC['mid']}). {IPC_SOURCE}"]
     for bn, bd in BOARDS.items():
         L.append(f"* **{bd['name']}** APU clock {bd['apu_mhz']} MHz: {bd['source']}.")
+    L.append(f"* {CLOCK_NOTE}")
     f0 = b["kv260"]["factor"]
     L += [f"* **NumPy/Python parts**: x86 time x factor {f0['mid']:.1f} (range {f0['low']:.1f}-{f0['high']:.1f}): "
           "the C coding loop's modeled A53 time (IPC 0.7, 1333 MHz) over its x86 time here "
@@ -690,7 +695,7 @@ def run(out: Path, build: Path = DEFAULT_BUILD, artifact: str = DEFAULT_ARTIFACT
         "latents": {"y": "x".join(map(str, y.shape)), "z": "x".join(map(str, z.shape))},
         "symbols": {"y": int(y.size), "z": int(z.size)},
         "measured_x86": meas, "instructions": counts, "streams_identical": identical,
-        "ipc": IPC, "ipc_source": IPC_SOURCE, "boards": BOARDS,
+        "ipc": IPC, "ipc_source": IPC_SOURCE, "boards": BOARDS, "clock_note": CLOCK_NOTE,
         "tools": {"commands": tools["commands"], "qemu": f"{QEMU} -d in_asm,exec,nochain BINARY ARGS 2>&1 >/dev/null | count_insns"},
         "host": {"cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
                  "load": " ".join(f"{v:.2f}" for v in os.getloadavg())},
@@ -709,7 +714,8 @@ def render(out: Path) -> dict:
     """Rebuild ps_model.md/.json from the measurements and counts recorded in
     ``out/ps_model.json``, with this code's model, sources and wording (nothing re-measured)."""
     data = json.loads((out / "ps_model.json").read_text())
-    data.update(ipc=IPC, ipc_source=IPC_SOURCE, boards=BOARDS, label="modeled, never run on a board")
+    data.update(ipc=IPC, ipc_source=IPC_SOURCE, boards=BOARDS, clock_note=CLOCK_NOTE,
+                label="modeled, never run on a board")
     data["model"] = model(data["instructions"], data["measured_x86"])
     data["conclusions"] = conclusions(data)
     (out / "ps_model.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
