@@ -145,14 +145,13 @@ class IntegerCodec(BaseCodec):
         for name, lat in (("y", y), ("z", z)):
             # a fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
             # results/faults/) would be coded and then refused by every decoder: refuse it here
-            if np.abs(lat).max(initial=0) > 127:
+            if not _narrow(lat):
                 raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
                                  "impossible value (hardware fault?); no file written")
         idx = self.model.scale_indexes(self.model.scale_codes(z))
         y_str = encode_streams(self.y_coder, y, idx, streams, self._pool)      # S streams of y
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
-        crc = zlib.crc32(idx.astype(np.int32).tobytes())
-        return Tile(tuple(int(s) for s in z.shape[1:]), [*map(bytes, y_str), bytes(z_str)], crc)
+        return Tile(tuple(int(s) for s in z.shape[1:]), [*map(bytes, y_str), bytes(z_str)], _index_crc(idx))
 
     def _decompress_tile(self, t: Tile, th: int, tw: int, streams: int) -> tuple[np.ndarray, int]:
         if len(t.payloads) != streams + 1:
@@ -163,15 +162,15 @@ class IntegerCodec(BaseCodec):
         z_sym = self.z_coder.decode(t.payloads[streams], self._z_indexes(zshape))    # ValueError if malformed
         z = z_sym.astype(np.int64).reshape(zshape) + self._z_median[:, None, None]
         idx = self.model.scale_indexes(self.model.scale_codes(z))
-        y = decode_streams(self.y_coder, t.payloads[:streams], idx, self._pool).astype(np.int64).reshape(
-            self.model.M, 4 * zh, 4 * zw)
-        if np.abs(y).max(initial=0) > 127:
+        # int32 as decoded (the transforms widen to int64 themselves; the DMA packs int32)
+        y = decode_streams(self.y_coder, t.payloads[:streams], idx, self._pool).reshape(self.model.M, 4 * zh, 4 * zw)
+        if not _narrow(y):
             raise ContainerError("decoded latent outside int8: corrupt payload")
-        crc = zlib.crc32(idx.astype(np.int32).tobytes())
-        return self._synthesis(y)[:th, :tw], crc
+        return self._synthesis(y)[:th, :tw], _index_crc(idx)
 
     def _synthesis(self, y: np.ndarray) -> np.ndarray:
-        """RGB of a tile's latents; the FPGA backend runs g_s on the overlay instead."""
+        """RGB of a tile's latents; the FPGA backend runs g_s on the overlay instead (and may
+        return a view of its receive buffer: the caller copies it out before the next tile)."""
         return self.model.synthesis(y)
 
 
@@ -224,16 +223,52 @@ class FpgaIntegerCodec(IntegerCodec):
             self.cpu_tiles += 1
         return ok
 
+    def _pad(self, crop: np.ndarray) -> np.ndarray:
+        """A tile of the g_a overlay's frame size is padded straight into the DMA send buffer
+        (:func:`_pad_into`, the same pixels as :func:`pad_to_stride`): the frame is copied
+        once, not padded into a new array and then copied into the buffer."""
+        h, w = crop.shape[:2]
+        buf = self.accelerator.input_frame
+        if (self.transform != "g_a" or (h + (-h) % self.stride, w + (-w) % self.stride) != self.frame
+                or crop.dtype != buf.dtype or buf.shape[2:] != crop.shape[2:]):
+            return super()._pad(crop)
+        return _pad_into(buf, crop)
+
     def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self._on_fpga("g_a", rgb.shape[:2]):
             return self.model.analysis(rgb)
-        y = np.moveaxis(self.accelerator.run(rgb), -1, 0).astype(np.int64)     # NHWC -> [M, h, w]
+        # NHWC (a view of the receive buffer) -> [M, h, w] int32, in the one copy out of it
+        y = np.ascontiguousarray(np.moveaxis(self.accelerator.run(rgb, copy=False), -1, 0), dtype=np.int32)
         return y, self.model.run_transform("h_a", y)
 
     def _synthesis(self, y: np.ndarray) -> np.ndarray:
         if not self._on_fpga("g_s", y.shape[1:]):
             return self.model.synthesis(y)
-        return self.accelerator.run(np.moveaxis(y, 0, -1)).astype(np.uint8)    # [M, h, w] -> NHWC; RGB out
+        # [M, h, w] -> NHWC in the one copy into the send buffer; the RGB out is a view of the
+        # receive buffer, which _decode_tiles copies into the image before the next tile
+        return self.accelerator.run(np.moveaxis(y, 0, -1), copy=False).astype(np.uint8, copy=False)
+
+
+def _narrow(lat: np.ndarray) -> bool:
+    """Whether every latent is within -127..127 (the narrow int8 range); two reductions, no
+    temporary (what ``np.abs(lat).max() <= 127`` says)."""
+    return lat.size == 0 or (lat.min() >= -127 and lat.max() <= 127)
+
+
+def _index_crc(idx: np.ndarray) -> int:
+    """CRC-32 of the scale indexes as int32 bytes (the file's index CRC), read from the array
+    itself, without a copy when it already is C-contiguous int32."""
+    return zlib.crc32(np.ascontiguousarray(idx, dtype=np.int32))
+
+
+def _pad_into(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``src`` [h, w, ...] written into ``dst`` [H, W, ...] (H >= h, W >= w) padded at the bottom
+    and right by replicating its last row and column: ``pad_to_stride``'s edge mode."""
+    h, w = src.shape[:2]
+    dst[:h, :w] = src
+    dst[h:, :w] = src[h - 1:h]
+    dst[:, w:] = dst[:, w - 1:w]
+    return dst
 
 
 def _np_dtype(finn_datatype: str) -> np.dtype:

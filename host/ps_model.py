@@ -60,6 +60,7 @@ TRAIN_DIR = ROOT.parent / "shared" / "data" / "train" / "sun80"
 
 CFLAGS = ["-O2", "-fwrapv", "-Wall"]                  # the extension's (pyproject extra-compile-args)
 CROSS_CC = "aarch64-linux-gnu-gcc"
+STREAMS = 4                                           # y streams of the 4-core path (the default S)
 QEMU = "qemu-aarch64"
 
 # --- the boards (APU clocks from AMD's data sheets) ------------------------------------------
@@ -77,9 +78,12 @@ BOARDS = {
     },
 }
 
-CLOCK_NOTE = ("The two clocks are the data sheets' maximum APU frequencies as this project reads them; the "
-              "tables themselves were not among the excerpts the documentation search returned when this "
-              "model was written, so confirm them in DS987 / DS925 (and on the board) before relying on them.")
+CLOCK_NOTE = ("The two clocks are the data sheets' maximum APU frequencies as this project reads them, not "
+              "re-read from the tables: the documentation searches of this project found DS987 v1.1 (July 2021) "
+              "naming the K26's device XCK26-SFVC784-2LV-C but no excerpt with its APU frequency, and UG1228 "
+              "(v1.0, Zynq UltraScale+ MPSoC Embedded Design Methodology Guide) giving the family's top APU speed, "
+              "'APU - Up to 1.5 GHz', a top speed for the family (it names no speed grade), not the -2 grades' value. Confirm 1333 MHz in DS987 / "
+              "DS925 and on the board (cpuinfo_max_freq) before relying on it; the fps scale with the clock.")
 
 # --- IPC of a Cortex-A53 on this code (stated assumption, see IPC_SOURCE) ---------------------
 IPC = {"low": 0.5, "mid": 0.7, "high": 1.0}
@@ -338,49 +342,56 @@ def measure_x86(artifact: str, frame: np.ndarray, y: np.ndarray, z: np.ndarray, 
     from . import _rans
     from .container import pack, unpack
     from .entropy_coder import as_int32
-    from .integer_codec import FpgaIntegerCodec, IntegerCodec
+    from .integer_codec import FpgaIntegerCodec, IntegerCodec, _index_crc, _narrow
 
     padded = pad_to_stride(frame, 64)
     tile = f"{padded.shape[1]}x{padded.shape[0]}"
-    fake_e, fake_d = LoopbackPynq(), LoopbackPynq()
-    kw = dict(tile=tile, streams=1, threads=1)
     probe = IntegerCodec(artifact)
-    enc = FpgaIntegerCodec(artifact, overlay=_overlay_dir(build, probe, "g_a", padded.shape[:2]), pynq=fake_e, **kw)
-    dec = FpgaIntegerCodec(artifact, overlay=_overlay_dir(build, probe, "g_s", padded.shape[:2]), pynq=fake_d, **kw)
+    ov = {t: _overlay_dir(build, probe, t, padded.shape[:2]) for t in ("g_a", "g_s")}
+    fakes = {}
+
+    def codec(transform, streams, threads):
+        fakes[transform, streams] = LoopbackPynq()
+        return FpgaIntegerCodec(artifact, overlay=ov[transform], pynq=fakes[transform, streams], tile=tile,
+                                streams=streams, threads=threads)
+
+    enc, dec = codec("g_a", 1, 1), codec("g_s", 1, 1)
+    # y in STREAMS streams on a pool of as many threads (what a board runs): the calling
+    # thread's CPU time is the serial part; the streams' C loops run on the pool's threads
+    enc_k, dec_k = codec("g_a", STREAMS, STREAMS), codec("g_s", STREAMS, STREAMS)
+    fake_e, fake_d = fakes["g_a", 1], fakes["g_s", 1]
     m = enc.model
     y_nhwc = np.ascontiguousarray(np.moveaxis(y, 0, -1).astype(np.int8))
-    fake_e.reply = np.frombuffer(y_nhwc.tobytes(), np.uint32)
-    fake_d.reply = np.frombuffer(padded.tobytes(), np.uint32)   # stands for g_s's pixels: same size
+    for (tr, _), fk in fakes.items():
+        # the receive buffer's contents: g_a's latents; for g_s the padded frame's pixels (same size)
+        fk.reply = np.frombuffer((y_nhwc if tr == "g_a" else padded).tobytes(), np.uint32)
 
     t, e, d = {}, {}, {}
-    # -- encoder, in FpgaIntegerCodec._compress_tile's order
-    e["pad"], _ = best(lambda: pad_to_stride(np.ascontiguousarray(frame), 64), repeat)
+    # -- encoder, in FpgaIntegerCodec._compress_tile's order (the codec's own functions)
+    e["pad"], buf = best(lambda: enc._pad(np.ascontiguousarray(frame)), repeat)    # into the DMA buffer
+    assert buf is enc.accelerator.input_frame and np.array_equal(buf, padded)
     fake_e.copy_s = 0.0
-    t_run, out = best(lambda: enc.accelerator.run(padded), repeat)
+    t_run, out = best(lambda: enc.accelerator.run(buf, copy=False), repeat)
     e["dma_pack_unpack"] = max(t_run - fake_e.copy_s / repeat, 0.0)
-    e["latents_to_chw"], y64 = best(lambda: np.moveaxis(out, -1, 0).astype(np.int64), repeat)
-    e["h_a"], z2 = best(lambda: m.run_transform("h_a", y64), repeat)
-    assert np.array_equal(z2, z) and np.array_equal(y64, y), "the loopback frame is not the model's"
-    e["range_checks"], _ = best(lambda: (np.abs(y64).max(initial=0), np.abs(z2).max(initial=0)), repeat)
+    e["latents_to_chw"], y32 = best(lambda: np.ascontiguousarray(np.moveaxis(out, -1, 0), dtype=np.int32), repeat)
+    e["h_a"], z2 = best(lambda: m.run_transform("h_a", y32), repeat)
+    assert np.array_equal(z2, z) and np.array_equal(y32, y), "the loopback frame is not the model's"
+    e["range_checks"], _ = best(lambda: (_narrow(y32), _narrow(z2)), repeat)
     e["h_s"], codes = best(lambda: m.scale_codes(z), repeat)
     e["scale_indexes"], idx = best(lambda: m.scale_indexes(codes), repeat)
-    # measured alternative (not what the code does): the index as a table lookup over the
-    # scale codes' range, lut[c] = #{thresholds < c}; checked equal to searchsorted's
-    lo, hi = m.schema["transforms"]["h_s"][-1]["out_range"]
-    thr = m.arrays[m.schema["entropy"]["arrays"]["y_thresholds"]].astype(np.int64)
-    lut = np.searchsorted(thr, np.arange(lo, hi + 1), side="left").astype(np.int32)
-    t["scale_indexes_lut"], alt = best(lambda: lut[codes - lo], repeat)
-    assert np.array_equal(alt, idx), "the table lookup differs from searchsorted"
+    # the reference (a binary search per element, what the code did before the table lookup)
+    t["scale_indexes_reference"], ref = best(lambda: m.scale_indexes_reference(codes), repeat)
+    assert np.array_equal(ref, idx), "the table lookup differs from the reference"
     zs = z - enc._z_median[:, None, None]
     zi = enc._z_indexes(z.shape)
-    y32, i32 = as_int32(y64), as_int32(idx)
+    i32 = as_int32(idx)
     z32, zi32 = as_int32(zs), as_int32(zi)
     yc, zc = enc.y_coder, enc.z_coder
-    e["rans_y_wrapper"], _ = best(lambda: (as_int32(y64), as_int32(idx)), repeat)
-    e["rans_y_c"], ystr = best(lambda: _rans.encode(y32, i32, *yc._tables), repeat)
+    e["rans_y_wrapper"], _ = best(lambda: (as_int32(y32), as_int32(idx)), repeat)
+    e["rans_y_c"], ystr = best(lambda: _rans.encode(y32.reshape(-1), i32, *yc._tables), repeat)
     e["rans_z_wrapper"], _ = best(lambda: (as_int32(zs), as_int32(zi)), repeat)
     e["rans_z_c"], zstr = best(lambda: _rans.encode(z32, zi32, *zc._tables), repeat)
-    e["crc"], _ = best(lambda: zlib.crc32(idx.astype(np.int32).tobytes()), repeat)
+    e["crc"], _ = best(lambda: _index_crc(idx), repeat)
     # end to end (container pack included), with h_a / h_s and without them (answered from a
     # cache): the Python rest = end to end without them minus the other parts, so that it is
     # not buried in the run-to-run noise of the two big NumPy transforms
@@ -390,11 +401,16 @@ def measure_x86(artifact: str, frame: np.ndarray, y: np.ndarray, z: np.ndarray, 
     with _cached_hyper(enc.model, z, codes):
         fake_e.copy_s = 0.0
         t_enc, lic2 = best(lambda: enc.encode(frame), repeat)
-    t["encode_without_h_a_h_s"] = t_enc - fake_e.copy_s / repeat
+        t["encode_without_h_a_h_s"] = t_enc - fake_e.copy_s / repeat
     assert lic2 == lic
+    with _cached_hyper(enc_k.model, z, codes):
+        fk = fakes["g_a", STREAMS]
+        fk.copy_s = 0.0
+        t_enc, lic_k = best(lambda: enc_k.encode(frame), repeat)
+        t[f"encode_{STREAMS}_streams_calling_thread"] = t_enc - fk.copy_s / repeat
     f = unpack(lic)
     e["container_pack"], _ = best(lambda: pack(f), repeat)
-    e["python_rest"] = max(t["encode_without_h_a_h_s"] - sum(v for k, v in e.items() if k not in HYPER_PARTS), 0.0)
+    _rest(e, t["encode_without_h_a_h_s"], t[f"encode_{STREAMS}_streams_calling_thread"])
 
     # -- decoder, in _decompress_tile's order
     d["container_unpack_checks"], _ = best(lambda: dec.check_file(unpack(lic)), repeat)
@@ -406,11 +422,11 @@ def measure_x86(artifact: str, frame: np.ndarray, y: np.ndarray, z: np.ndarray, 
     outy = np.empty(idx_d.size, np.int32)
     d["rans_y_wrapper"], i32d = best(lambda: as_int32(idx_d), repeat)
     d["rans_y_c"], _ = best(lambda: _rans.decode(f.tiles[0].payloads[0], i32d, *yc._tables, outy, True), repeat)
-    d["latents_checks"], yd = best(lambda: (lambda a: (a, np.abs(a).max(initial=0)))(
-        outy.astype(np.int64).reshape(y.shape))[0], repeat)
-    d["crc"], _ = best(lambda: zlib.crc32(idx_d.astype(np.int32).tobytes()), repeat)
+    d["latents_checks"], yd = best(lambda: (lambda a: (a, _narrow(a)))(outy.reshape(y.shape))[0], repeat)
+    d["crc"], _ = best(lambda: _index_crc(idx_d), repeat)
     fake_d.copy_s = 0.0
-    t_run, px = best(lambda: dec.accelerator.run(np.moveaxis(yd, 0, -1)).astype(np.uint8), repeat)
+    t_run, px = best(lambda: dec.accelerator.run(np.moveaxis(yd, 0, -1), copy=False).astype(np.uint8, copy=False),
+                     repeat)
     d["dma_pack_unpack"] = max(t_run - fake_d.copy_s / repeat, 0.0)
     canvas = np.empty((*FRAME, 3), np.uint8)
     d["crop_to_frame"], _ = best(lambda: canvas.__setitem__(slice(None), px[:FRAME[0], :FRAME[1]]), repeat)
@@ -421,12 +437,27 @@ def measure_x86(artifact: str, frame: np.ndarray, y: np.ndarray, z: np.ndarray, 
     with _cached_hyper(dec.model, z, codes):
         fake_d.copy_s = 0.0
         t_dec, _ = best(lambda: dec.decode(lic), repeat)
-    t["decode_without_h_s"] = t_dec - fake_d.copy_s / repeat
-    d["python_rest"] = max(t["decode_without_h_s"] - sum(v for k, v in d.items() if k not in HYPER_PARTS), 0.0)
+        t["decode_without_h_s"] = t_dec - fake_d.copy_s / repeat
+    with _cached_hyper(dec_k.model, z, codes):
+        fk = fakes["g_s", STREAMS]
+        fk.copy_s = 0.0
+        t_dec, (rgb_k, _) = best(lambda: dec_k.decode(lic_k), repeat)
+        t[f"decode_{STREAMS}_streams_calling_thread"] = t_dec - fk.copy_s / repeat
+    assert np.array_equal(rgb_k, rgb)
+    _rest(d, t["decode_without_h_s"], t[f"decode_{STREAMS}_streams_calling_thread"])
     assert np.array_equal(yd, y) and ystr == lic_payload(f, 0) and zstr == lic_payload(f, 1)
     return {"encode": e, "decode": d, "end_to_end": t, "file_bytes": len(lic),
-            "bits_per_pixel": 8 * len(lic) / (FRAME[0] * FRAME[1]),
-            "streams": {"y": ystr, "z": zstr}, "tile": tile, "repeat": repeat}
+            "bits_per_pixel": 8 * len(lic) / (FRAME[0] * FRAME[1]), "file_bytes_streams": len(lic_k),
+            "streams": {"y": ystr, "z": zstr}, "tile": tile, "repeat": repeat, "pool_streams": STREAMS}
+
+
+def _rest(parts: dict, one_stream: float, k_streams: float) -> None:
+    """``python_rest`` (one stream, one thread: end to end minus the parts timed alone) and
+    ``python_rest_streams`` (y in STREAMS streams on the pool: the calling thread's CPU time
+    minus the parts it runs itself, i.e. all but y's C loop); 0 where the parts add up to more."""
+    own = sum(v for k, v in parts.items() if k not in HYPER_PARTS)
+    parts["python_rest"] = max(one_stream - own, 0.0)
+    parts["python_rest_streams"] = max(k_streams - (own - parts["rans_y_c"]), 0.0)
 
 
 class _cached_hyper:
@@ -454,6 +485,18 @@ def lic_payload(f, k: int) -> bytes:
 # which measured parts are C loops modeled from instruction counts, which only run with h_a/h_s on the PS
 C_PARTS = {"rans_y_c": "y", "rans_z_c": "z"}
 HYPER_PARTS = {"h_a", "h_s"}
+REST_PARTS = {"python_rest", "python_rest_streams"}
+
+
+def serial_parts(parts: dict, hyper_on_ps: bool, cores: int) -> dict:
+    """The measured x86 parts the model scales by the NumPy factor: all but the C loops (from
+    instruction counts) and, with h_a / h_s on the FPGA, those two; of the two Python rests
+    the one of the path modeled (``python_rest``: one stream; ``python_rest_streams``: the
+    calling thread with y on the pool, used for cores > 1 when it was measured)."""
+    rest = "python_rest_streams" if cores > 1 and "python_rest_streams" in parts else "python_rest"
+    return {k: v for k, v in parts.items()
+            if k not in C_PARTS and (hyper_on_ps or k not in HYPER_PARTS)
+            and (k == rest or k not in REST_PARTS)}
 
 
 def numpy_factor(counts: dict, meas: dict, apu_mhz: float) -> dict:
@@ -476,9 +519,8 @@ def board_times(counts: dict, meas: dict, board: dict, ipc: float, factor: float
     hz = (mhz or board["apu_mhz"]) * 1e6
     out = {}
     for op in ("encode", "decode"):
-        parts = meas[op]
-        serial = sum(v * factor for k, v in parts.items()
-                     if k not in C_PARTS and (hyper_on_ps or k not in HYPER_PARTS))
+        parts = serial_parts(meas[op], hyper_on_ps, cores)
+        serial = sum(v * factor for v in parts.values())
         z = counts[op]["z"] / ipc / hz
         if cores == 1:
             y = counts[op]["y"] / ipc / hz
@@ -495,8 +537,7 @@ def breakdown(counts: dict, meas: dict, board: dict, op: str, ipc: float, factor
               hyper_on_ps: bool = False) -> list[tuple[str, float]]:
     """Modeled seconds of each part of ``op`` on ``board``, largest first."""
     hz = board["apu_mhz"] * 1e6
-    out = [(k, v * factor) for k, v in meas[op].items()
-           if k not in C_PARTS and (hyper_on_ps or k not in HYPER_PARTS)]
+    out = [(k, v * factor) for k, v in serial_parts(meas[op], hyper_on_ps, cores).items()]
     y = counts[op]["y"] if cores == 1 else max(counts[f"{op}_slices"])
     out += [("rans_y_c" + (f" (slowest of {counts['slices']})" if cores > 1 else ""), y / ipc / hz),
             ("rans_z_c", counts[op]["z"] / ipc / hz)]
@@ -541,8 +582,9 @@ def report(data: dict) -> str:
          f"y: {data['symbols']['y']} symbols ({data['latents']['y']}), z: {data['symbols']['z']} ({data['latents']['z']}).",
          "", "## 1. Measured here (x86, CPU time of one thread, best of "
          f"{m['repeat']}; machine: {data['host']['cpu']}, load average {data['host']['load']})", "",
-         "The `--backend fpga` path (`FpgaIntegerCodec`, one y stream) with a loopback DMA stand-in: "
-         "the transform's output is already in the receive buffer, its copy time subtracted.", "",
+         "The `--backend fpga` path (`FpgaIntegerCodec`, one y stream, one thread; the parts are the codec's own "
+         "functions, timed alone) with a loopback DMA stand-in: the transform's output is already in the receive "
+         "buffer, its copy time subtracted.", "",
          "| part | encode ms | decode ms | on a board |", "|---|---:|---:|---|"]
     kinds = {"rans_y_c": "C loop: aarch64 instructions counted", "rans_z_c": "C loop: aarch64 instructions counted",
              "h_a": "NumPy on the PS today (x86 time x factor)", "h_s": "NumPy on the PS today (x86 time x factor)"}
@@ -554,10 +596,20 @@ def report(data: dict) -> str:
     L += [f"| **end to end** | **{_ms(m['end_to_end']['encode_end_to_end'])}** | "
           f"**{_ms(m['end_to_end']['decode_end_to_end'])}** | |",
           f"| end to end, h_a / h_s answered from a cache | {_ms(m['end_to_end']['encode_without_h_a_h_s'])} | "
-          f"{_ms(m['end_to_end']['decode_without_h_s'])} | |", "",
+          f"{_ms(m['end_to_end']['decode_without_h_s'])} | |"]
+    k_enc, k_dec = (m["end_to_end"].get(f"{op}_{m.get('pool_streams')}_streams_calling_thread") for op in ("encode", "decode"))
+    if k_enc is not None:
+        L.append(f"| end to end, h_a / h_s from a cache, y in {m['pool_streams']} streams on {m['pool_streams']} "
+                 f"threads: the calling thread's CPU time | {_ms(k_enc)} | {_ms(k_dec)} | |")
+    L += ["",
           "`python_rest` = end to end without h_a / h_s minus the other parts (tiling, Tile objects, the codec's "
           "Python, first-touch page faults of the fresh output frame; 0 where the parts timed alone add up to more); "
-          "`dma_pack_unpack` = `StreamAccelerator.run` (checks, packing into the 32-bit DMA buffer, unpacking).", "",
+          "`python_rest_streams` = the same for the 4-stream path: the calling thread's CPU time (the streams' C "
+          "loops run on the pool's threads) minus the parts it runs itself (thread-pool hand-offs, the decoder's "
+          "concatenation of the 4 streams' symbols); the 1-core model uses the first, the 4-core model the second. "
+          "`pad` = the frame padded straight into the DMA send buffer; "
+          "`dma_pack_unpack` = `StreamAccelerator.run` (checks, packing into the 32-bit DMA buffer where the frame "
+          "is not already there, the receive buffer handed back as a view).", "",
           "## 2. Instructions on aarch64 (qemu-aarch64 user mode, counted)", "",
           f"Harness `host/rans/bench_frame.c` (rans.c's loops), `{data['tools']['commands']['aarch64']}`; "
           f"counts from `{QEMU} -d in_asm,exec,nochain` read by `host/rans/count_insns.c` (Debian's qemu-user ships "
@@ -614,19 +666,37 @@ def report(data: dict) -> str:
     for op in ("encode", "decode"):
         parts = breakdown(c, m, kb, op, IPC["mid"], fac, k)
         L.append(f"* {op}: " + ", ".join(f"{n} {_ms(v)}" for n, v in parts if v >= 0.5e-3))
-    alt = m["end_to_end"]["scale_indexes_lut"]
-    L += ["", f"Measured alternative (not in the code): the scale index as a 256-entry table lookup "
-          f"(`lut[codes]`, lut[c] = #{{thresholds < c}}, equal to `searchsorted` on all {data['symbols']['y']:,} codes, "
-          f"checked) takes {_ms(alt)} ms here against {_ms(m['encode']['scale_indexes'])} ms.",
-          "", "## What follows", ""] + [f"* {x}" for x in data["conclusions"]] + [
-          "* So at 1080p30 the PS's limit is not the entropy coder (with 4 streams it codes a frame in a few ms) but "
-          "the NumPy / Python around it: with h_a / h_s on the FPGA and 4 cores it still costs "
-          f"{_budget(b, c['slices'])} the 33 ms budget (modeled, central). "
-          "What the breakdown above points at, largest first: the scale index (`searchsorted`; a 256-entry table is "
-          f"measured {m['encode']['scale_indexes'] / m['end_to_end']['scale_indexes_lut']:.0f}x faster above), the Python per frame (fresh frame-sized arrays, copies in tiling and "
-          "padding), the DMA buffer packing (several frame-sized copies and checks per call, where one copy into "
-          "the buffer would do). Each would need re-measuring on a board."]
+    ref = m["end_to_end"].get("scale_indexes_reference")
+    if ref is not None:
+        L += ["", f"The scale index is a table lookup (`IntegerModel.scale_indexes`: one `np.take` in a 256-entry "
+              f"table built from the reference, lut[q] = #{{thresholds < q}}): {_ms(m['encode']['scale_indexes'])} ms "
+              f"here; the reference (`scale_indexes_reference`, a binary search per element, what the code ran "
+              f"before) {_ms(ref)} ms on the same {data['symbols']['y']:,} codes, equal element for element (checked "
+              "here and in tests/test_ps_fast_paths.py)."]
+    if data.get("before"):
+        L += ["", "## Before and after the PS fast paths (same frame, same model)", "", data["before"]["note"], "",
+              "| | x86 ms encode / decode, h_a / h_s from a cache | KV260 modeled fps, h_a/h_s on the FPGA, 1 core "
+              "(enc / dec) | KV260 modeled fps, h_a/h_s on the FPGA, 4 cores (enc / dec) |", "|---|---|---|---|"]
+        for name, sm in (("before", data["before"]), ("after (this run)", summary(data))):
+            L.append(f"| {name} | {_ms(sm['x86_encode'])} / {_ms(sm['x86_decode'])} | "
+                     + " | ".join(f"{sm['fps'][str(k)]['encode']:.1f} / {sm['fps'][str(k)]['decode']:.1f}"
+                                  for k in (1, c["slices"])) + " |")
+    L += ["", "## What follows", ""] + [f"* {x}" for x in data["conclusions"]] + [
+          f"* With h_a / h_s on the FPGA and {c['slices']} cores the PS side costs {_budget(b, c['slices'])} the 33 ms "
+          "budget of 30 fps (modeled, central; the range in the table above). What is left on the calling core is "
+          "the breakdown above: the frame's one copy into the DMA buffer (`pad`) and out of it (`crop_to_frame`, "
+          "`latents_to_chw`), the index CRC (zlib), z's rANS, the scale-index lookup, the range checks, and the "
+          "Python of the codec; y's rANS runs on the 4 cores. Each would need re-measuring on a board."]
     return "\n".join(L) + "\n"
+
+
+def summary(data: dict) -> dict:
+    """KV260's modeled central fps with h_a / h_s on the FPGA (1 and 4 cores) and the x86 end to
+    end without h_a / h_s, of a run's data (for the before / after table)."""
+    rows = {r["cores"]: r["fps"]["mid"] for r in data["model"]["kv260"]["rows"] if not r["hyper_on_ps"]}
+    t = data["measured_x86"]["end_to_end"]
+    return {"x86_encode": t["encode_without_h_a_h_s"], "x86_decode": t["decode_without_h_s"],
+            "fps": {str(k): v for k, v in rows.items()}}
 
 
 def _budget(mod: dict, cores: int) -> str:
@@ -703,6 +773,9 @@ def run(out: Path, build: Path = DEFAULT_BUILD, artifact: str = DEFAULT_ARTIFACT
     data["host"]["cpu"] = _cpu_name()
     data["model"] = model(counts, meas)
     data["conclusions"] = conclusions(data)
+    before = out / BEFORE_FILE
+    if before.is_file():
+        data["before"] = {**summary(json.loads(before.read_text())), "note": BEFORE_NOTE}
     data["runtime_s"] = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "ps_model.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
@@ -732,6 +805,15 @@ def _cpu_name() -> str:
         pass
     return platform.machine()
 
+
+BEFORE_FILE = "ps_model.before.json"    # the run before the fast paths, kept verbatim beside the report
+BEFORE_NOTE = ("Before: `results/board/ps_model.before.json`, the run of commit b1c8625's code (recorded at e1e8a2c): "
+               "`searchsorted` scale index, the DMA buffers packed and unpacked through `tobytes` copies, a padded "
+               "copy of the frame, int64 latents, `np.abs` range checks, the CRC of a copy of the indexes. After: "
+               "the fast paths (a table-lookup scale index equal to the reference, one copy into and one out of "
+               "each DMA buffer, the frame padded straight into the send buffer, int32 latents, min/max range "
+               "checks, the CRC read from the index array); the files are byte-identical "
+               "(tests/test_ps_fast_paths.py). x86 times are CPU time on this shared machine (noisy to ~10%).")
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

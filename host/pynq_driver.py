@@ -172,22 +172,37 @@ class StreamAccelerator:
             raise FpgaUnavailable(f"the overlay {bitfile} has no DMA named {dma!r}") from exc
         self._in = pynq.allocate(shape=(n_in // 4,), dtype=np.uint32)
         self._out = pynq.allocate(shape=(n_out // 4,), dtype=np.uint32)
+        # the same memory seen as one NHWC frame each (the 32-bit words are the frame's bytes
+        # in memory order, LSB first): packing is one copy into the buffer, unpacking one out
+        self._in_frame = np.asarray(self._in).view(self.in_dtype).reshape(self.in_shape)
+        self._out_frame = np.asarray(self._out).view(self.out_dtype).reshape(self.out_shape)
         self.frames = 0
 
-    def run(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def input_frame(self) -> np.ndarray:
+        """The send buffer as one writable ``in_shape`` frame of ``in_dtype``: a caller may
+        write the next frame there itself and pass this very array to :meth:`run` (no copy)."""
+        return self._in_frame
+
+    def run(self, x: np.ndarray, copy: bool = True) -> np.ndarray:
         """One frame through the accelerator; ``x`` must be ``in_shape`` integers that fit
-        ``in_dtype`` (checked: a silent wrap would give wrong latents)."""
+        ``in_dtype`` (checked, unless its dtype cannot hold anything else: a silent wrap
+        would give wrong latents), in any memory layout (e.g. a transposed view: it is
+        packed in the one copy into the DMA buffer). Returns the ``out_shape`` frame: a new
+        array, or with ``copy=False`` a view of the receive buffer that the next ``run``
+        overwrites (for a caller that copies it out at once)."""
         x = np.asarray(x)
         if x.shape != self.in_shape:
             raise ValueError(f"frame shape {x.shape}, the overlay takes {self.in_shape}")
-        info = np.iinfo(self.in_dtype)
-        if x.size and (x.min() < info.min or x.max() > info.max):
-            raise ValueError(f"frame values outside {self.in_dtype} [{info.min}, {info.max}]")
-        self._in[:] = np.frombuffer(np.ascontiguousarray(x, dtype=self.in_dtype).tobytes(), dtype=np.uint32)
+        if not np.can_cast(x.dtype, self.in_dtype, "safe"):
+            info = np.iinfo(self.in_dtype)
+            if x.size and (x.min() < info.min or x.max() > info.max):
+                raise ValueError(f"frame values outside {self.in_dtype} [{info.min}, {info.max}]")
+        if x is not self._in_frame:                          # (already written there: input_frame)
+            np.copyto(self._in_frame, x, casting="unsafe")  # values checked to fit just above
         self.dma.recvchannel.transfer(self._out)          # armed before the data can arrive
         self.dma.sendchannel.transfer(self._in)
         wait_dma(self.dma.sendchannel, "send channel (MM2S)", self.n_in, self.timeout)
         wait_dma(self.dma.recvchannel, "receive channel (S2MM)", self.n_out, self.timeout)
         self.frames += 1
-        out = np.frombuffer(np.asarray(self._out, dtype=np.uint32).tobytes(), dtype=self.out_dtype)
-        return out.reshape(self.out_shape).copy()
+        return self._out_frame.copy() if copy else self._out_frame

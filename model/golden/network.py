@@ -129,6 +129,7 @@ class IntegerModel:
         if missing:
             raise ArtifactError(f"artifact lacks arrays: {', '.join(missing[:5])}")
         self._gdn = {}
+        self._index_lut = None        # (lo, table) of scale_indexes, built on first use
         for t in TRANSFORMS:
             for layer in schema["transforms"][t]:
                 if layer["op"] == "gdn":
@@ -271,10 +272,34 @@ class IntegerModel:
         """z [N, h, w] -> u8 scale code per latent element [M, 4h, 4w]."""
         return self.run_transform("h_s", z)
 
-    def scale_indexes(self, codes: np.ndarray) -> np.ndarray:
-        """CDF index of each scale code: #{i : T[i] < q}."""
+    def scale_indexes_reference(self, codes: np.ndarray) -> np.ndarray:
+        """CDF index of each scale code: #{i : T[i] < q} (the definition; a binary search per
+        element). :meth:`scale_indexes` returns the same int32 array, faster."""
         t = self.arrays[self.schema["entropy"]["arrays"]["y_thresholds"]].astype(np.int64)
         return np.searchsorted(t, np.asarray(codes, dtype=np.int64), side="left").astype(np.int32)
+
+    def index_table(self) -> tuple[int, np.ndarray]:
+        """(lo, lut): lut[q - lo] = #{i : T[i] < q} for every code q of h_s's output range
+        [lo, hi] (its last layer's ``out_range``, u8: 0..255); built once from
+        :meth:`scale_indexes_reference` itself, so it cannot disagree with it."""
+        if self._index_lut is None:
+            lo, hi = (int(v) for v in self.schema["transforms"]["h_s"][-1]["out_range"])
+            q = np.arange(lo, hi + 1, dtype=np.int64)
+            self._index_lut = (lo, np.ascontiguousarray(self.scale_indexes_reference(q)))
+        return self._index_lut
+
+    def scale_indexes(self, codes: np.ndarray) -> np.ndarray:
+        """CDF index of each scale code: #{i : T[i] < q}, as an int32 array of the codes'
+        shape. Equal element for element to :meth:`scale_indexes_reference` for any input
+        (tests/test_ps_fast_paths.py): integer codes inside h_s's output range -- all that h_s
+        computes -- are one lookup in :meth:`index_table` (no per-element search); anything
+        else (codes outside it, other dtypes) goes to the reference."""
+        q = np.asarray(codes)
+        if q.dtype.kind in "iu" and q.size:
+            lo, lut = self.index_table()
+            if lo <= q.min() and q.max() < lo + lut.size:
+                return np.take(lut, q if lo == 0 else q - lo)
+        return self.scale_indexes_reference(q)
 
     def synthesis(self, y: np.ndarray) -> np.ndarray:
         """y [M, h, w] -> uint8 [16h, 16w, 3]."""
