@@ -49,10 +49,27 @@ def test_scale_index_every_code(model):
     lo, lut = model.index_table()
     (hs_lo, hs_hi) = model.schema["transforms"]["h_s"][-1]["out_range"]
     assert (lo, lut.size) == (hs_lo, hs_hi - hs_lo + 1) == (0, 256)
-    every = np.arange(-300, 7000, dtype=np.int64)        # all of h_s's codes and far past the thresholds
-    _same(model, every)
+    _same(model, np.arange(lo, lo + lut.size))           # every code h_s can give (the table)
+    _same(model, np.arange(lo, lo + lut.size + 1))       # and one past it (the reference)
+    _same(model, np.arange(-300, 7000))                  # far past the thresholds both ways
     t = model.arrays[model.schema["entropy"]["arrays"]["y_thresholds"]].astype(np.int64)
-    _same(model, np.concatenate([t - 1, t, t + 1]))      # at and beside every threshold
+    near = np.concatenate([t - 1, t, t + 1])             # at and beside every threshold
+    _same(model, near)
+    _same(model, near[(near >= lo) & (near < lo + lut.size)])
+
+
+def test_scale_index_in_range_takes_the_table(model, monkeypatch):
+    """Codes inside the table's range never reach the binary search; any code outside does."""
+    lo, lut = model.index_table()
+    ref = model.scale_indexes_reference
+    calls = []
+    monkeypatch.setattr(model, "scale_indexes_reference", lambda q: calls.append(1) or ref(q))
+    for dt in (np.uint8, np.int16, np.int32, np.int64, np.uint64):
+        model.scale_indexes(np.arange(lo, lo + lut.size).astype(dt))
+    assert calls == []
+    for out in ([lo - 1, lo], [lo, lo + lut.size]):
+        model.scale_indexes(np.array(out))
+    assert len(calls) == 2
 
 
 def test_scale_index_random_extreme_dtypes_shapes(model):

@@ -298,6 +298,8 @@ class IntegerModel:
         if q.dtype.kind in "iu" and q.size:
             lo, lut = self.index_table()
             if lo <= q.min() and q.max() < lo + lut.size:
+                if not np.can_cast(q.dtype, np.intp):
+                    q = q.astype(np.intp)                # uint64: in range, so exact
                 return np.take(lut, q if lo == 0 else q - lo)
         return self.scale_indexes_reference(q)
 
