@@ -63,6 +63,22 @@ def test_board_times_by_hand():
         P.board_times(counts, meas, board, 0.5, 3.0, False, cores=2)
 
 
+def test_each_path_takes_its_own_python_rest():
+    """1 core: the one-stream rest; cores > 1: the 4-stream calling thread's rest (where
+    measured; older results without it fall back to the one-stream rest)."""
+    counts, meas, board = _toy()
+    meas["decode"]["python_rest_streams"] = 0.005
+    t1 = P.board_times(counts, meas, board, ipc=0.5, factor=2.0, hyper_on_ps=False, cores=1)
+    t4 = P.board_times(counts, meas, board, ipc=0.5, factor=2.0, hyper_on_ps=False, cores=4)
+    assert t1["decode"]["rest"] == pytest.approx((0.001 + 0.002) * 2)
+    assert t4["decode"]["rest"] == pytest.approx((0.001 + 0.005) * 2)
+    assert dict(P.breakdown(counts, meas, board, "decode", 0.5, 2.0, 4))["python_rest_streams"] == pytest.approx(0.01)
+    assert "python_rest" not in dict(P.breakdown(counts, meas, board, "decode", 0.5, 2.0, 4))
+    del meas["decode"]["python_rest_streams"]
+    t4 = P.board_times(counts, meas, board, ipc=0.5, factor=2.0, hyper_on_ps=False, cores=4)
+    assert t4["decode"]["rest"] == pytest.approx((0.001 + 0.002) * 2)
+
+
 def test_numpy_factor_and_model_rows():
     counts, meas, _ = _toy()
     f = P.numpy_factor(counts, meas, 1000)
