@@ -13,7 +13,12 @@ Per install (a venv's ``bin/`` with ``licfpga``):
   encode time (what the CLI prints), start-up = wall - encode; and ``python -X importtime``
   of the same command: total import time and the slowest top-level imports;
 * the 24 Kodak images with the integer backend, encode and decode: one call for all
-  (``--out-dir``) against one call per image (wall time, start-up paid 24 times).
+  (``--out-dir``) against one call per image (start-up paid 24 times); the files of the
+  two ways, and of every install, are checked equal.
+
+Every figure is wall time and CPU time (user + sys of the child processes: on a shared,
+loaded machine the CPU time says more about the work than the wall time); the installs are
+measured in turn for each step, so that a change of load hits them alike.
 
 The 1-Mpx image is a mirror-padded shipped sample (host/samples/kodim23.png), made here.
 Kodak is the test set: only timed here, nothing tuned on it.
@@ -25,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,13 +46,16 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def _run(cmd, cwd) -> tuple[float, subprocess.CompletedProcess]:
+def _run(cmd, cwd) -> tuple[float, subprocess.CompletedProcess, float]:
+    """(wall s, the finished process, its CPU s = user + sys of the child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_env(), cwd=cwd)
     dt = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
-    return dt, r
+    return dt, r, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def importtime(stderr: str, top: int = 6) -> dict:
@@ -73,50 +82,80 @@ def one_mpx_image(path: Path) -> Path:
     return path
 
 
-def bench_install(name: str, bindir: Path, work: Path, kodak: list[Path], repeat: int) -> dict:
-    lic, py = bindir / "licfpga", bindir / "python"
-    out: dict = {"bin": str(bindir)}
-    out["help_s"] = [_run([lic, "--help"], work)[0] for _ in range(repeat)]
-    img = work / "onempx.png"
-    if not img.exists():
-        one_mpx_image(img)
-    walls, encs = [], []
-    for k in range(repeat):
-        dt, r = _run([lic, "compress", img, work / f"{name}-1mpx.lic", "--backend", "integer"], work)
-        walls.append(dt)
-        encs.append(float(re.search(r"(\d+) ms \(", r.stdout).group(1)) / 1e3)
-    out["compress_1mpx"] = {"wall_s": walls, "encode_s": encs,
-                            "startup_s": [w - e for w, e in zip(walls, encs)]}
-    _, r = _run([py, "-X", "importtime", lic, "--help"], work)
-    out["importtime_help"] = importtime(r.stderr)
-    _, r = _run([py, "-X", "importtime", lic, "compress", img, work / f"{name}-1mpx-it.lic", "--backend", "integer"],
-                work)
-    out["importtime_compress"] = importtime(r.stderr)
-    if kodak:
-        one, each = work / f"{name}-one", work / f"{name}-each"
-        res = {}
-        res["encode_one_call_s"], _ = _run([lic, "compress", *kodak, "--out-dir", one / "lic", "--backend", "integer"],
-                                           work)
-        (each / "lic").mkdir(parents=True)
-        t0 = time.perf_counter()
-        for p in kodak:
-            _run([lic, "compress", p, each / "lic" / f"{p.stem}.lic", "--backend", "integer"], work)
-        res["encode_per_image_s"] = time.perf_counter() - t0
-        lics = sorted((one / "lic").glob("*.lic"))
-        res["decode_one_call_s"], _ = _run([lic, "decompress", *lics, "--out-dir", one / "png"], work)
-        (each / "png").mkdir(parents=True)
-        t0 = time.perf_counter()
-        for p in sorted((each / "lic").glob("*.lic")):
-            _run([lic, "decompress", p, each / "png" / f"{p.stem}.png"], work)
-        res["decode_per_image_s"] = time.perf_counter() - t0
+def bench_installs(installs: dict, work: Path, kodak: list[Path], repeat: int) -> dict:
+    """Every measurement runs for each install in turn (interleaved, so that a change of the
+    machine's load hits both alike); wall and CPU (user + sys) seconds are recorded."""
+    res = {name: {"bin": str(b)} for name, b in installs.items()}
+    img = one_mpx_image(work / "onempx.png")
+    for name in installs:
+        res[name].update(help_s=[], help_cpu_s=[], compress_1mpx={"wall_s": [], "cpu_s": [], "encode_s": [],
+                                                                   "startup_s": []})
+    for _ in range(repeat):
+        for name, b in installs.items():
+            dt, _, cpu = _run([b / "licfpga", "--help"], work)
+            res[name]["help_s"].append(dt)
+            res[name]["help_cpu_s"].append(cpu)
+        for name, b in installs.items():
+            dt, r, cpu = _run([b / "licfpga", "compress", img, work / f"{name}-1mpx.lic", "--backend", "integer"], work)
+            enc = float(re.search(r"(\d+) ms \(", r.stdout).group(1)) / 1e3
+            c = res[name]["compress_1mpx"]
+            c["wall_s"].append(dt)
+            c["cpu_s"].append(cpu)
+            c["encode_s"].append(enc)
+            c["startup_s"].append(dt - enc)
+    for name, b in installs.items():
+        _, r, _ = _run([b / "python", "-X", "importtime", b / "licfpga", "--help"], work)
+        res[name]["importtime_help"] = importtime(r.stderr)
+        _, r, _ = _run([b / "python", "-X", "importtime", b / "licfpga", "compress", img, work / f"{name}-it.lic",
+                        "--backend", "integer"], work)
+        res[name]["importtime_compress"] = importtime(r.stderr)
+    if not kodak:
+        return res
+
+    def one_call(name, b, sub):
+        d = work / name / "one"
+        if sub == "lic":
+            cmd = [b / "licfpga", "compress", *kodak, "--out-dir", d / "lic", "--backend", "integer"]
+        else:
+            cmd = [b / "licfpga", "decompress", *sorted((d / "lic").glob("*.lic")), "--out-dir", d / "png"]
+        dt, _, cpu = _run(cmd, work)
+        return dt, cpu
+
+    def per_image(name, b, sub):
+        d = work / name / "each"
+        (d / sub).mkdir(parents=True)
+        wall = cpu = 0.0
+        srcs = kodak if sub == "lic" else sorted((d / "lic").glob("*.lic"))
+        for p in srcs:
+            verb = "compress" if sub == "lic" else "decompress"
+            extra = ["--backend", "integer"] if sub == "lic" else []
+            dt, _, c = _run([b / "licfpga", verb, p, d / sub / f"{p.stem}.{'lic' if sub == 'lic' else 'png'}", *extra],
+                            work)
+            wall, cpu = wall + dt, cpu + c
+        return wall, cpu
+
+    for name in installs:
+        res[name]["kodak"] = {"images": len(kodak)}
+    for key, fn, sub in [("encode_one_call", one_call, "lic"), ("encode_per_image", per_image, "lic"),
+                         ("decode_one_call", one_call, "png"), ("decode_per_image", per_image, "png")]:
+        for name, b in installs.items():
+            wall, cpu = fn(name, b, sub)
+            res[name]["kodak"][f"{key}_s"] = wall
+            res[name]["kodak"][f"{key}_cpu_s"] = cpu
+    for name in installs:
+        one, each = work / name / "one", work / name / "each"
         for sub in ("lic", "png"):
             for p in sorted((one / sub).iterdir()):
                 if p.read_bytes() != (each / sub / p.name).read_bytes():
                     raise SystemExit(f"{name}: one call and one call per image wrote different {p.name}")
-        res["images"] = len(kodak)
-        res["bytes"] = sum(p.stat().st_size for p in lics)
-        out["kodak"] = res
-    return out
+        res[name]["kodak"]["bytes"] = sum(p.stat().st_size for p in (one / "lic").iterdir())
+    names = list(installs)
+    for sub in ("lic", "png"):          # every install wrote the same files
+        for p in sorted((work / names[0] / "one" / sub).iterdir()):
+            for other in names[1:]:
+                if p.read_bytes() != (work / other / "one" / sub / p.name).read_bytes():
+                    raise SystemExit(f"{names[0]} and {other} wrote different {p.name}")
+    return res
 
 
 def venv_install(work: Path, python: str) -> dict:
@@ -163,13 +202,16 @@ def main(argv=None) -> int:
     kodak = sorted(Path(a.kodak).glob("*.png")) if a.kodak else []
     if a.kodak and len(kodak) != 24:
         raise SystemExit(f"expected the 24 Kodak PNGs in {a.kodak}, found {len(kodak)}")
-    res = {"load_before": os.getloadavg(), "cpus": os.cpu_count(), "python": sys.version.split()[0], "installs": {}}
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    res = {"commit": commit, "load_before": os.getloadavg(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+           "installs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        bins = {name: (ROOT / venv / "bin").resolve() for name, venv in installs.items()}
+        print(f"== {', '.join(f'{n}: {b}' for n, b in bins.items())}", file=sys.stderr)
+        res["installs"] = bench_installs(bins, work, kodak, a.repeat)
         for name, venv in installs.items():
-            bindir = (ROOT / venv / "bin").resolve()
-            print(f"== {name}: {bindir}", file=sys.stderr)
-            res["installs"][name] = bench_install(name, bindir, work, kodak, a.repeat)
             res["installs"][name]["size_bytes"] = du((ROOT / venv).resolve())
         if a.venv_install:
             print("== fresh pip install '.[board]'", file=sys.stderr)
@@ -186,12 +228,13 @@ def main(argv=None) -> int:
 
 def summary(res: dict) -> str:
     med = statistics.median
-    lines = ["| install | `--help` wall | import time (`--help`) | 1-Mpx compress wall | of which encode | "
-             "start-up (wall - encode) | import time (compress) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| install | `--help` wall (CPU) | import time (`--help`) | 1-Mpx compress wall (CPU) | of which encode | "
+             "start-up = wall - encode | import time (compress) |", "|---|---|---|---|---|---|---|"]
     for name, r in res["installs"].items():
         c = r["compress_1mpx"]
-        lines.append(f"| {name} | {med(r['help_s']):.3f} s | {r['importtime_help']['total_s']:.3f} s | "
-                     f"{med(c['wall_s']):.2f} s | {med(c['encode_s']):.2f} s | {med(c['startup_s']):.2f} s | "
+        lines.append(f"| {name} | {med(r['help_s']):.3f} s ({med(r['help_cpu_s']):.3f} s) | "
+                     f"{r['importtime_help']['total_s']:.3f} s | {med(c['wall_s']):.2f} s ({med(c['cpu_s']):.2f} s) | "
+                     f"{med(c['encode_s']):.2f} s | {med(c['startup_s']):.2f} s (max {max(c['startup_s']):.2f} s) | "
                      f"{r['importtime_compress']['total_s']:.3f} s |")
     if any("kodak" in r for r in res["installs"].values()):
         lines += ["", "| install | encode, one call | encode, 24 calls | decode, one call | decode, 24 calls |",
@@ -199,8 +242,9 @@ def summary(res: dict) -> str:
         for name, r in res["installs"].items():
             k = r.get("kodak")
             if k:
-                lines.append(f"| {name} | {k['encode_one_call_s']:.1f} s | {k['encode_per_image_s']:.1f} s | "
-                             f"{k['decode_one_call_s']:.1f} s | {k['decode_per_image_s']:.1f} s |")
+                cells = [f"{k[f'{m}_s']:.1f} s wall, {k[f'{m}_cpu_s']:.1f} s CPU"
+                         for m in ("encode_one_call", "encode_per_image", "decode_one_call", "decode_per_image")]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
