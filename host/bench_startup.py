@@ -39,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+# a dev tool run from the checkout (it times the checkout's venvs and copies its sources)
+ROOT = Path.cwd()
 
 
 def _env() -> dict:
@@ -75,7 +76,9 @@ def one_mpx_image(path: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    rgb = np.asarray(Image.open(ROOT / "host" / "samples" / "kodim23.png").convert("RGB"))
+    from licfpga.model.package_data import SAMPLES_DIR
+
+    rgb = np.asarray(Image.open(SAMPLES_DIR / "kodim23.png").convert("RGB"))
     h, w = rgb.shape[:2]
     big = np.pad(rgb, ((0, 1024 - h), (0, 1024 - w), (0, 0)), mode="reflect")
     Image.fromarray(big).save(path)
@@ -198,6 +201,8 @@ def main(argv=None) -> int:
     ap.add_argument("--venv-install", action="store_true", help="also time a fresh `pip install '.[board]'` venv")
     ap.add_argument("--json", default=None, help="write the figures here")
     a = ap.parse_args(argv)
+    if not (ROOT / "pyproject.toml").is_file() or not (ROOT / "host").is_dir():
+        raise SystemExit("run it from the licfpga checkout (the folder with pyproject.toml)")
     installs = dict(s.split("=", 1) for s in (a.install or ["board=.venv-board", "main=.venv"]))
     kodak = sorted(Path(a.kodak).glob("*.png")) if a.kodak else []
     if a.kodak and len(kodak) != 24:
