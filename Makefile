@@ -55,7 +55,7 @@ board-venv: $(BOARD_STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/licfpga demo
 
-test: $(STAMP) $(FINN_STAMP) $(BOARD_STAMP) yosys aarch64-tools
+test: $(STAMP) $(FINN_STAMP) $(BOARD_STAMP) yosys aarch64-tools tclsh
 	$(PY) -m pytest
 
 # the fast subset: every test but those marked slow (> ~30 s on 2 cores: RTL co-simulations,

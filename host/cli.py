@@ -281,8 +281,11 @@ def _cmd_info(a) -> None:
 
     f = unpack(read_lic(a.input))
     payload = sum(len(p) for t in f.tiles for p in t.payloads)
-    print(f"model    {f.model_id}\nweights  {f.weights_hash.hex()}\nsize     {f.width}x{f.height} "
-          f"({'gray' if f.layout else 'rgb'})\ntiles    {len(f.tiles)} of {f.tile} px, {f.groups} payload groups\n"
+    tw, th = f.tile if isinstance(f.tile, tuple) else (f.tile, f.tile)
+    print(f"format   version {f.version}\nmodel    {f.model_id}\nweights  {f.weights_hash.hex()}\n"
+          f"size     {f.width}x{f.height} ({'gray' if f.layout else 'rgb'})\n"
+          f"tiles    {len(f.tiles)} of {tw}x{th} px, {f.groups} payload groups, "
+          f"{f.streams} rANS stream{'s' if f.streams != 1 else ''} per latent group\n"
           f"payload  {payload} bytes, {8 * payload / (f.width * f.height):.4f} bpp")
 
 
@@ -384,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overlay", default=None,
                    help="--backend fpga: the bitstream (default licfpga.bit; .hwh and overlay.json beside it)")
     # a string: codec_base.check_tile parses it (= geometry.STRIDE multiples, codec_base.DEFAULT_TILE)
-    c.add_argument("--tile", type=str, default=DEFAULT_TILE, help="tile edge in px (multiple of 64)")
+    c.add_argument("--tile", type=str, default=DEFAULT_TILE, help="tile size in px, multiples of 64: an edge (1024) or WxH (1920x1088: a 1080p frame as one tile)")
     c.add_argument("--max-pixels", type=_positive_int, default=None, metavar="N",
                    help=f"refuse larger images (default {DEFAULT_MAX_PIXELS} = 2**28)")
     c.set_defaults(fn=_cmd_compress)

@@ -190,6 +190,21 @@ def test_tile_string_passes_to_check_tile(images, tmp_path, capsys):
     assert not (tmp_path / "u.lic").exists()
 
 
+def test_rectangular_tile_and_info(images, tmp_path, capsys):
+    """--tile WxH writes rectangular tiles (format version 2); `info` names the version, the
+    tile as WxH and the rANS streams per group, as the file records them."""
+    from licfpga.host.container import unpack
+
+    rc, _, err = _cli(capsys, "compress", images[2], tmp_path / "r.lic", "--backend", "integer", "--tile", "64x128")
+    assert rc == 0, err
+    f = unpack((tmp_path / "r.lic").read_bytes())
+    assert tuple(f.tile) == (64, 128) and len(f.tiles) == 2          # a 96x64 image: 2 tiles of 64x128
+    rc, out, err = _cli(capsys, "info", tmp_path / "r.lic")
+    assert rc == 0, err
+    assert f"format   version {f.version}\n" in out and f.version == 2
+    assert f"tiles    2 of 64x128 px, {f.groups} payload groups, {f.streams} rANS stream" in out, out
+
+
 # ---- torch-free: the board install's CLI ----------------------------------------------------
 _SHIM = ("import sys\nfor m in ('torch', 'torchvision', 'compressai', 'brevitas'):\n    sys.modules[m] = None\n"
          "from licfpga.host import cli\n")
