@@ -47,6 +47,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from .boards import load_board
@@ -279,6 +280,7 @@ def sim_depths_by_edge(ci_nodes: list[dict], ci_fifos: dict, depths: dict) -> di
 
 
 # ---------------------------------------------------------------- 4. our TLAST counter (Yosys)
+@lru_cache(maxsize=None)
 def tlast_yosys(dw: int, beats: int, timeout: int = 300) -> dict:
     """Debian yosys ``synth_xilinx -family xcup`` of hls/axis_frame_tlast at (DW, BEATS)."""
     exe = shutil.which("yosys")
@@ -421,7 +423,7 @@ def account(board: str, inputs: dict | None = None, finn_text: str | None = None
         tlast = {}
         for t in TRANSFORMS:
             s = inputs["transforms"][t]["output_stream"]
-            tlast[f"{t}.out"] = tlast_yosys(s["width_bits"], s["beats_per_frame"])
+            tlast[f"{t}.out"] = dict(tlast_yosys(int(s["width_bits"]), int(s["beats_per_frame"])))
     per_t = {t: transform_items(t, inputs, finn, has_uram) for t in TRANSFORMS}
     designs = {}
     for name, d in DESIGNS.items():

@@ -1,0 +1,150 @@
+"""overlay/resources.py: the arithmetic of each counted item, the totals, the % of the board,
+and agreement with FINN's own estimators (where .venv-finn exists) and with the committed
+results/resources/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from .conftest import require
+
+from licfpga.overlay import resources as R
+
+ROOT = Path(__file__).resolve().parents[1]
+FINN_PY = ROOT / ".venv-finn" / "bin" / "python"
+TLAST_FIXED = {f"{t}.out": {"LUT": 10.0, "FF": 5.0, "DSP": 0, "BRAM36": 0, "URAM": 0} for t in R.TRANSFORMS}
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return R.load_inputs()
+
+
+def test_weight_lutram_is_64_bits_per_lut():
+    # 1 PE x 1 SIMD x 8 bit, 64 words deep: 8 bit lanes of one RAM64X1 each
+    assert R.weight_lutram_luts(1, 1, 8, 64) == 8
+    # one word more needs a second LUT per lane
+    assert R.weight_lutram_luts(1, 1, 8, 65) == 16
+    # g_a's first MVAU at 1080p30: PE 10, SIMD 25, INT8, 9 words -> 2000 LUT
+    assert R.weight_lutram_luts(10, 25, 8, 9) == 2000
+    with pytest.raises(R.ResourceError, match="positive"):
+        R.weight_lutram_luts(1, 1, 8, 0)
+
+
+def test_fifo_depth_2_vs_1024():
+    shallow, deep = R.fifo_cost(2, 8), R.fifo_cost(1024, 8)
+    # depth 2: an SRL (4 stages minimum -> 1 SRLC32E per bit) + 5*cw - 7 control, cw = clog2(3)+1 = 3
+    assert shallow == {"LUT": 8 + 5 * 3 - 7, "BRAM18": 0, "URAM": 0, "style": "srl"}
+    # depth 1024 x 8 bit: one RAMB18 (1024 rows x 18 bit aspect) + 54 + 3 + 0 control LUTs
+    assert deep == {"LUT": 57, "BRAM18": 1, "URAM": 0, "style": "block"}
+    # LUTRAM FIFO: 256 rows x 8 bit = ceil(256/32)*ceil(8/2)*5/4 + 2*4 (mux) + 8*cw - 15, cw = clog2(201)+1 = 9
+    assert R.fifo_cost(200, 8) == {"LUT": 40 + 8 + 8 * 9 - 15, "BRAM18": 0, "URAM": 0, "style": "distributed"}
+    # a URAM-deep FIFO on a part without URAM is costed in BRAM
+    assert R.fifo_cost(3000, 32)["style"] == "ultra" and R.fifo_cost(3000, 32, has_uram=False)["style"] == "block"
+    with pytest.raises(R.ResourceError, match="width"):
+        R.fifo_cost(4, 0)
+
+
+def test_fifo_port_matches_finn():
+    require(FINN_PY.exists(), ".venv-finn (make finn-env) for FINN's own fifo cost model")
+    cases = [(2, 8), (5, 1), (34, 11), (64, 12), (78, 600), (257, 4), (300, 3), (1024, 8), (2028, 37),
+             (3000, 32), (5000, 72), (20000, 144)]
+    code = ("import json,sys\nfrom finn.util.resource_models import _fifo_cost,_resolve\n"
+            "print(json.dumps([list(_fifo_cost(d,w,_resolve(d,w,'auto'))) for d,w in json.loads(sys.argv[1])]))")
+    r = subprocess.run([str(FINN_PY), "-c", code, json.dumps(cases)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    finn = json.loads(r.stdout.strip().splitlines()[-1])
+    ours = [[c["BRAM18"], c["URAM"], c["LUT"]] for c in (R.fifo_cost(d, w) for d, w in cases)]
+    assert ours == finn
+
+
+def test_mvau_logic_plus_weights_is_finn_hls_estimate(inputs):
+    """The pure-Python MVAU terms reproduce FINN's HLS-MVAU lut_estimation (resType=dsp),
+    recorded per node by --extract."""
+    n_checked = 0
+    for t in R.TRANSFORMS:
+        for n in inputs["transforms"][t]["nodes"]:
+            if not n["op_type"].startswith("MVAU"):
+                continue
+            ours = R.mvau_logic_luts(n["PE"], n["SIMD"], n["MW"], n["W"], n["A"], n["A_signed"], n["acc_bits"])
+            if n["ram_style"] == "distributed":
+                ours += R.weight_lutram_luts(n["PE"], n["SIMD"], n["W"], n["WMEM"])
+            assert ours == n["finn_hls_lut_dsp"], (t, n["name"])
+            n_checked += 1
+    assert n_checked == 14
+
+
+def test_threshold_comparators():
+    assert R.threshold_comparator_luts(3, 21) == 63
+
+
+def test_infra_rows_read_from_the_table(inputs):
+    d = R.DESIGNS["whole encoder g_a+h_a+h_s (does not exist yet)"]
+    rows = {it["item"].split(" x")[0]: it for it in R.infra_items(d, inputs, TLAST_FIXED)}
+    # one input (RGB) and three outputs (y, z, scale codes): three DMAs
+    assert rows["axi_dma"]["LUT"] == 3 * R.INFRA["axi_dma"]["LUT"]
+    assert rows["axi_dma"]["BRAM36"] == 3 * R.INFRA["axi_dma"]["BRAM36"]
+    assert rows["axi_dma"]["source"].startswith("assumption")
+    assert rows["axis_frame_tlast"]["LUT"] == 3 * 10.0
+    # the DMA streams are 32 bit, every transform stream here is 8 bit: 4 converters
+    assert rows["axis_dwidth_converter"]["LUT"] == 4 * R.INFRA["axis_dwidth_converter"]["LUT"]
+
+
+def test_totals_are_sums_and_percent_of_board(inputs):
+    rep = R.account("kv260", inputs, tlast=TLAST_FIXED)
+    board = json.loads((ROOT / "vivado" / "boards" / "kv260.json").read_text())["resources"]
+    for name, d in rep["designs"].items():
+        for k in R.KEYS:
+            assert d["total"][k] == pytest.approx(sum(it[k] for it in d["items"])), (name, k)
+            assert d["percent"][k] == pytest.approx(d["total"][k] / board[k]), (name, k)
+        assert d["fits_90"] == all(d["percent"][k] <= 0.9 for k in ("LUT", "DSP", "BRAM36", "URAM"))
+    # the base item is the FINN summary's per-transform figure (results/finn/kv260_1080p30.md)
+    enc = rep["designs"]["encoder overlay (today: g_a)"]
+    assert enc["items"][0]["LUT"] == 39904 and enc["items"][0]["DSP"] == 830 and enc["items"][0]["BRAM36"] == 30.5
+
+
+def test_fits_and_percent_rules():
+    res = {"LUT": 100, "FF": 100, "DSP": 10, "BRAM36": 10, "URAM": 0}
+    pct = R.percent({"LUT": 90, "FF": 500, "DSP": 9, "BRAM36": 9, "URAM": 0}, res)
+    assert pct["LUT"] == 0.9 and R.fits(pct)                      # exactly 90 % fits; FF is not checked
+    assert not R.fits(R.percent({"LUT": 91, "FF": 0, "DSP": 0, "BRAM36": 0, "URAM": 0}, res))
+    assert R.over(R.percent({"LUT": 0, "FF": 0, "DSP": 0, "BRAM36": 0, "URAM": 1}, res)) == ["URAM"]
+
+
+def test_finn_summary_parse_and_uram_agree_with_side_totals(inputs):
+    text = (ROOT / "results" / "finn" / "kv260_1080p30.md").read_text()
+    finn = R.parse_finn_summary(text, "kv260")
+    assert finn["g_s"] == {"LUT": 47667, "DSP": 867, "BRAM18": 127}
+    # URAM per transform (from the build's per-node estimates) sums to the summary's side rows
+    uram = {t: sum(n["finn"]["URAM"] for n in inputs["transforms"][t]["nodes"]) for t in R.TRANSFORMS}
+    assert uram["g_a"] + uram["h_a"] + uram["h_s"] == 34 and uram["h_s"] + uram["g_s"] == 11
+    with pytest.raises(R.ResourceError, match="no row"):
+        R.parse_finn_summary(text.replace("| h_a |", "| x |"), "kv260")
+
+
+def test_sim_depths_mapped_onto_1080p_edges(inputs):
+    edges = R.fifo_plan(inputs["transforms"]["g_a"]["nodes"], inputs["g_a_sim_edges"])
+    depths = json.loads((ROOT / "tests" / "hw" / "g_a_fifo_depths.json").read_text())
+    by_edge = {e["edge"]: e for e in edges}
+    # the FIFO before the first MVAU (StreamingFIFO_rtl_4 in the CI build) keeps its simulated depth
+    assert by_edge["MVAU_rtl_0"]["depth"] == depths["StreamingFIFO_rtl_4"]
+    assert by_edge["FMPadding_rtl_0"]["depth"] == depths["StreamingFIFO_rtl_0"]
+    assert sum(e["source"].startswith("simulated") for e in edges) >= 30
+
+
+def test_tlast_counter_yosys():
+    require(shutil.which("yosys"), "Debian yosys (make yosys)")
+    small, big = R.tlast_yosys(8, 16), R.tlast_yosys(8, 46080)
+    assert 0 < small["LUT"] < big["LUT"] < 100      # a 16-bit beat counter costs more than a 4-bit one
+    assert big["FF"] >= 16
+
+
+def test_results_match_committed(tmp_path):
+    require(shutil.which("yosys"), "Debian yosys (make yosys)")
+    R.main(["--out", str(tmp_path)])
+    committed = (ROOT / "results" / "resources" / "README.md").read_text()
+    assert (tmp_path / "README.md").read_text() == committed, "rerun `make resources`"
