@@ -51,7 +51,7 @@ def test_fifo_depth_2_vs_1024():
 
 def test_fifo_port_matches_finn():
     require(FINN_PY.exists(), ".venv-finn (make finn-env) for FINN's own fifo cost model")
-    cases = [(2, 8), (5, 1), (34, 11), (64, 12), (78, 600), (257, 4), (300, 3), (1024, 8), (2028, 37),
+    cases = [(2, 8), (5, 1), (34, 11), (64, 12), (78, 600), (257, 4), (257, 8), (258, 8), (300, 3), (1024, 8), (2028, 37),
              (3000, 32), (5000, 72), (20000, 144)]
     code = ("import json,sys\nfrom finn.util.resource_models import _fifo_cost,_resolve\n"
             "print(json.dumps([list(_fifo_cost(d,w,_resolve(d,w,'auto'))) for d,w in json.loads(sys.argv[1])]))")
@@ -133,6 +133,9 @@ def test_sim_depths_mapped_onto_1080p_edges(inputs):
     # the FIFO before the first MVAU (StreamingFIFO_rtl_4 in the CI build) keeps its simulated depth
     assert by_edge["MVAU_rtl_0"]["depth"] == depths["StreamingFIFO_rtl_4"]
     assert by_edge["FMPadding_rtl_0"]["depth"] == depths["StreamingFIFO_rtl_0"]
+    # a width converter's edge is named after the compute node feeding it (CI and 1080p number
+    # their converters differently): the one after the first MVAU is StreamingFIFO_rtl_5
+    assert by_edge["dwc_after:MVAU_rtl_0:1"]["depth"] == depths["StreamingFIFO_rtl_5"]
     assert sum(e["source"].startswith("simulated") for e in edges) >= 30
 
 
