@@ -191,3 +191,11 @@ ps-model: $(STAMP) aarch64-tools
 	$(PY) -m licfpga.host.ps_model --out results/board
 
 .PHONY: aarch64-tools ps-model
+
+# ---- resource totals per board and design, each figure with its source (results/resources) ----
+# from the committed results/finn summaries + results/resources/inputs_1080p30.json (rewrite
+# those with `$(FINN_VENV)/bin/python -m licfpga.overlay.resources --extract` after make finn-build)
+resources: $(STAMP) yosys
+	nice $(PY) -m licfpga.overlay.resources --out results/resources
+
+.PHONY: resources
