@@ -121,6 +121,10 @@ def artifact_paths(path) -> tuple[Path, Path]:
 class IntegerModel:
     """The deployed network, from an exported artifact (``path.json`` + ``path.npz``)."""
 
+    # (lo, table) of scale_indexes, built on first use from this instance's own arrays; a class
+    # default too, because subclasses that skip __init__ (host/faults.py's FaultyModel) share it
+    _index_lut = None
+
     def __init__(self, schema: dict, arrays: dict[str, np.ndarray]):
         if schema.get("format") != FORMAT:
             raise ArtifactError(f"not a {FORMAT} artifact")
