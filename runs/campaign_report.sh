@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 RUNS=${LICFPGA_RUNS:-$HOME/.cache/licfpga/runs}
 NAME=${NAME:-teacher-ms64-0.013}
 OUT=results/training/campaign
+# the base teacher's curve is learning_curve.png; any other run's is learning_curve-<NAME>.png
+PLOT=$OUT/learning_curve.png; [ "$NAME" = teacher-ms64-0.013 ] || PLOT=$OUT/learning_curve-$NAME.png
 mkdir -p "$OUT" model/checkpoints/campaign
 # the committed history plus this machine's rows past it (a new machine starts a fresh log)
 .venv/bin/python - "$RUNS/$NAME/log.csv" "$OUT/$NAME.csv" <<'PY'
@@ -23,7 +25,7 @@ with open(hist, "w", newline="") as f:
     w.writerows(rows)
 print(f"{hist}: {len(rows)} rows, {max(int(r['pixels']) for r in rows):.3e} training pixels")
 PY
-.venv/bin/licfpga plot-train "$OUT/$NAME.csv" --x pixels --out "$OUT/learning_curve.png"
+.venv/bin/licfpga plot-train "$OUT/$NAME.csv" --x pixels --out "$PLOT"
 .venv/bin/python -W ignore - "$RUNS/$NAME/last.pt" "$NAME" <<'PY'
 import sys
 from pathlib import Path
