@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import torch
 
-from licfpga.model.checkpoint import load_model, model_id, resolve_checkpoint, shipped_checkpoints, weights_hash
+from licfpga.model.checkpoint import load_model, model_id, resolve_checkpoint, decodable_checkpoints, weights_hash
 from licfpga.model.geometry import STRIDE, pad_to_stride
 from licfpga.model.zoo import MODELS
 
@@ -111,7 +111,7 @@ class Codec(BaseCodec):
         hash) the file names; None if the file's model id is not a float model's."""
         if not cls.recognises(f.model_id):
             return None
-        for ckpt in candidates or shipped_checkpoints():
+        for ckpt in candidates or decodable_checkpoints():
             codec = cls.load(ckpt, **kwargs)
             if codec.matches(f):
                 return codec

@@ -20,7 +20,7 @@ import numpy as np
 
 from licfpga.model.geometry import STRIDE, pad_to_stride
 from licfpga.model.golden.network import ArtifactError, IntegerModel, artifact_paths
-from licfpga.model.package_data import SHIPPED_DIR
+from licfpga.model.package_data import PREVIOUS_DIR, SHIPPED_DIR
 
 from .codec_base import DEFAULT_TILE, BaseCodec, Timing
 from .container import ContainerError, LicFile, Tile
@@ -57,6 +57,12 @@ def parse_model_id(file_model_id: str) -> tuple[str, dict] | None:
 
 def shipped_artifacts() -> list[Path]:
     return sorted(ARTIFACT_DIR.glob("int-*.json"))
+
+
+def decodable_artifacts() -> list[Path]:
+    """The shipped artifacts, then those of earlier releases (``previous/``), so that files
+    they wrote still decode."""
+    return shipped_artifacts() + sorted(PREVIOUS_DIR.glob("int-*.json"))
 
 
 def resolve_artifact(name_or_path) -> Path:
@@ -120,7 +126,7 @@ class IntegerCodec(BaseCodec):
         integer artifact's."""
         if not cls.recognises(f.model_id):
             return None
-        for art in candidates or shipped_artifacts():
+        for art in candidates or decodable_artifacts():
             try:
                 codec = IntegerCodec(art, **kwargs)
             except ArtifactError:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .package_data import SHIPPED_DIR
+from .package_data import PREVIOUS_DIR, SHIPPED_DIR
 from .zoo import build_model
 
 FORMAT = "licfpga-ckpt/1"
@@ -112,6 +112,12 @@ def export_shipped(src, name: str, dst_dir=SHIPPED_DIR) -> Path:
 
 def shipped_checkpoints() -> list[Path]:
     return sorted(SHIPPED_DIR.glob("*.pt"))
+
+
+def decodable_checkpoints() -> list[Path]:
+    """The shipped checkpoints, then those of earlier releases (``previous/``): a file is
+    decoded by whichever one its model id and weights hash name."""
+    return shipped_checkpoints() + sorted(PREVIOUS_DIR.glob("*.pt"))
 
 
 def resolve_checkpoint(name_or_path) -> Path:

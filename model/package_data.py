@@ -4,6 +4,9 @@ place for each; ``pyproject.toml``'s ``[tool.setuptools.package-data]`` lists th
 
 * :data:`SHIPPED_DIR` -- ``licfpga.model/checkpoints``: float checkpoints (``*.pt``),
   integer artifacts (``int-*.json`` + ``.npz``), QAT students (``qat/*.pt``);
+* :data:`PREVIOUS_DIR` -- ``checkpoints/previous``: the models of earlier releases (same
+  names), kept so that files they wrote still decode (matched by model id + weights hash);
+  never picked by name or for encoding;
 * :data:`VAL_SPLIT` -- ``licfpga.model/data/val_split.txt``: the held-out validation list;
 * :data:`SAMPLES_DIR` -- ``licfpga.host/samples``: the demo's sample images.
 
@@ -27,5 +30,6 @@ def resource_path(package: str, *parts: str) -> Path:
 
 SHIPPED_DIR = resource_path("licfpga.model", "checkpoints")
 QAT_DIR = SHIPPED_DIR / "qat"
+PREVIOUS_DIR = SHIPPED_DIR / "previous"
 VAL_SPLIT = resource_path("licfpga.model", "data", "val_split.txt")
 SAMPLES_DIR = resource_path("licfpga.host", "samples")
