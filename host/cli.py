@@ -432,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="RD evaluation against classical codecs")
     e.add_argument("--data", default="../shared/data/kodak")
-    e.add_argument("--models", nargs="+", default=None, help="checkpoints (default: all shipped)")
+    e.add_argument("--models", nargs="+", default=None,
+                   help="float checkpoints and/or integer artifacts (int-student-*) (default: all shipped checkpoints)")
     e.add_argument("--codecs", nargs="*", default=None, help="classical codecs (default: all available)")
     e.add_argument("--anchor", nargs="+", default=["jpeg", "heif"], help="BD-rate anchors")
     e.add_argument("--limit", type=int, default=None, help="first N images only")

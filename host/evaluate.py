@@ -2,7 +2,9 @@
 
 Every figure comes from real files: our ``.lic`` bytes (header and CRC included) and the
 classical codecs' bitstreams, each decoded again before PSNR / MS-SSIM are measured.
-Checkpoints of one architecture and width form one RD curve (one point per lambda).
+Checkpoints of one architecture and width form one RD curve (one point per lambda); so do
+integer artifacts (``int-student-*``, the bit-exact model the FPGA computes), through the
+integer backend.
 """
 
 from __future__ import annotations
@@ -36,7 +38,20 @@ def load_images(folder, limit: int | None = None) -> list[tuple[str, np.ndarray]
     return [(p.stem, load_image(p)[0]) for p in files]
 
 
-def curve_label(codec: Codec) -> str:
+def load_codec(name: str):
+    """A float checkpoint (name or path) through :class:`Codec`; an integer artifact
+    (``int-*`` or a ``.json`` path) through the torch-free :class:`IntegerCodec`."""
+    from .integer_codec import IntegerCodec
+
+    if Path(name).suffix == ".json" or Path(name).name.startswith("int-"):
+        return IntegerCodec(name)
+    return Codec.load(resolve_checkpoint(name))
+
+
+def curve_label(codec) -> str:
+    if "kwargs" not in codec.state:          # an integer artifact: widths from its schema
+        cfg = codec.model.schema["model"]
+        return f"integer hyperprior N{cfg['N']}/M{cfg['M']} (ours)"
     kw = codec.state["kwargs"]
     widths = "/".join(f"{k}{v}" for k, v in kw.items() if k != "gdn")
     return f"{codec.state['arch']} {widths} (ours)"
@@ -64,7 +79,7 @@ def evaluate(images, checkpoints, codec_names=None, anchors=("jpeg", "heif"), pr
     skipped = {c: unavailable[c] for c in codec_names if c not in available}
     classical_names = [c for c in codec_names if c in available]
 
-    codecs = [Codec.load(resolve_checkpoint(c)) for c in checkpoints]
+    codecs = [load_codec(c) for c in checkpoints]
     rows: dict[str, list] = defaultdict(list)
     bar = tqdm(images, desc="evaluate", unit="img", disable=not progress)
     for name, img in bar:

@@ -87,7 +87,7 @@ class IntegerCodec(BaseCodec):
         self._set_coding(tile, streams, threads)    # checked before loading anything
         self.path = resolve_artifact(artifact)
         self.model = IntegerModel.load(self.path)
-        self.state = {"meta": {"name": self.path.stem}}
+        self.state = {"meta": {"name": self.path.stem, "lambda": self.model.schema.get("meta", {}).get("lambda")}}
         self.progress = progress
         cfg = self.model.schema["model"]
         self.model_id = integer_model_id(cfg["N"], cfg["M"], cfg.get("Nh", cfg["N"]))

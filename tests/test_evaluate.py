@@ -56,3 +56,23 @@ def test_eval_cli_errors_clearly(tmp_path):
                             anchor=["jpeg"], out=str(tmp_path)))
     with pytest.raises(ValueError, match="unknown codec"):
         evaluate([("a", sample_image(64, 64))], [], ["bmp"], progress=False)
+
+
+def test_evaluate_integer_artifacts_as_one_curve_from_real_files():
+    """The deployed integer students (what the FPGA computes) are a curve of the same run:
+    the integer backend's real files, one point per artifact lambda, decoded again."""
+    from licfpga.host.integer_codec import IntegerCodec, shipped_artifacts
+
+    arts = [a.stem for a in shipped_artifacts() if a.stem.startswith("int-student-")][:2]
+    assert len(arts) == 2, "two shipped integer students needed"
+    img = sample_image(128, 128)
+    res = evaluate([("a", img)], arts, ["jpeg"], anchors=("jpeg",), progress=False)
+    label = next(k for k in res["curves"] if k.startswith("integer hyperprior"))
+    ours = res["curves"][label]["per_image"]
+    codec = IntegerCodec(arts[0])
+    data = codec.encode(img)
+    rec, _ = codec.decode(data)
+    mine = next(r for r in ours if r["lambda"] == codec.model.schema["meta"]["lambda"])
+    assert mine["bytes"] == len(data)
+    assert mine["psnr"] == pytest.approx(10 * np.log10(255**2 / np.mean((img.astype(float) - rec) ** 2)), abs=1e-6)
+    assert label in res["bd_rate"]["jpeg"]
