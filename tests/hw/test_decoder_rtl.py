@@ -1,0 +1,192 @@
+"""The decoder accelerator as ONE design in RTL: h_s (z in -> scale codes out) and g_s
+(y hat in -> RGB out) as two independent pipelines in one top (overlay/accel_top.py,
+``decoder_top.sv``); Verilator + cocotb, bit-exact with the integer model.
+
+pytest side: the shared pipeline of tests/hw/stitched.py for h_s and g_s (as in
+test_encoder_rtl.py: same frame size and folding target), overlay/accel_top.py, one
+Verilator build. Stimulus: y and z that ``IntegerModel.analysis`` gives for crops of the
+shipped samples (what the PS decodes from a .lic file: the latents are coded losslessly);
+expected: ``IntegerModel.scale_codes(z)`` and ``IntegerModel.synthesis(y)``.
+
+cocotb side (``decoder_stream``): both sources send ``N_FREE`` frames back to back with no
+idle and no back-pressure -- each pipeline's frame interval (last beats of consecutive
+frames) is compared with that pipeline's estimate (its slowest layer), and the slower one
+with the design's (max over all layers); then ``N_BP`` frames with random idle cycles on
+both sources and random back-pressure on both sinks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cocotb_util import run_cocotb
+from test_encoder_rtl import (SIZE, TARGET_CYCLES, assert_memories_loaded, build_side, check_flows_and_files,
+                              crops, write_report)
+
+BUILD = Path(__file__).resolve().parent / "sim_build" / "decoder"
+N_FREE = 3
+N_BP = 2
+# StreamingFIFO_rtl depth on every edge. 256 (the encoder's) measured g_s at 196 768 vs
+# 184 995 cycles/frame (+6.4 %): at this folding DepthToSpace_rtl_2 is one of the slowest
+# layers (184 320), and a depth-to-space accepts a row of B beats and then blocks its input
+# for B/2 cycles while it drains (hls/depth_to_space); meanwhile its producer, as slow as it,
+# keeps emitting B/3 beats = 1 280 (B = 32 px * 120 ch) that its input FIFO must hold.
+FIFO_DEPTH = 2048
+TOP = "decoder_top"
+TRANSFORMS = ("h_s", "g_s")
+PIPES = (("s_axis_0", "z", np.int8, "m_axis_0", "s", np.uint8, "h_s"),
+         ("s_axis_1", "y", np.int8, "m_axis_1", "x", np.uint8, "g_s"))
+
+try:
+    import cocotb
+    from cocotb.triggers import ClockCycles, RisingEdge
+except ImportError:  # pragma: no cover - the pytest side reports the missing package
+    cocotb = None
+
+if cocotb is not None:
+
+    @cocotb.test()
+    async def decoder_stream(dut):
+        import logging
+
+        from cocotb.clock import Clock
+        from cocotbext.axi import AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
+        from cocotb_util import pause_gen, receive_bytes
+
+        case = np.load(os.environ["DEC_CASE"])
+        n_frames = case["x"].shape[0]
+        rng = random.Random(int(case["seed"]))
+        Clock(dut.ap_clk, 5, unit="ns").start()
+        srcs, sinks = [], []
+        for sp, _, _, mp, _, _, _ in PIPES:
+            srcs.append(AxiStreamSource(AxiStreamBus.from_prefix(dut, sp), dut.ap_clk, dut.ap_rst_n, reset_active_level=False))
+            sinks.append(AxiStreamSink(AxiStreamBus.from_prefix(dut, mp), dut.ap_clk, dut.ap_rst_n, reset_active_level=False))
+        for e in srcs + sinks:
+            e.log.setLevel(logging.WARNING)
+        beats = {p[3]: [] for p in PIPES}
+        cycle = 0
+
+        async def monitor():
+            nonlocal cycle
+            sig = [(p[3], getattr(dut, f"{p[3]}_tvalid"), getattr(dut, f"{p[3]}_tready")) for p in PIPES]
+            while True:
+                await RisingEdge(dut.ap_clk)
+                cycle += 1
+                for p, v, r in sig:
+                    if v.value == 1 and r.value == 1:
+                        beats[p].append(cycle)
+
+        dut.ap_rst_n.value = 0
+        await ClockCycles(dut.ap_clk, 32)          # > the DSPs' 100 ns start-up (mvu.sv)
+        dut.ap_rst_n.value = 1
+        await ClockCycles(dut.ap_clk, 4)
+        cocotb.start_soon(monitor())
+        timeout = 20 * int(case["est_cycles"]) + 200_000
+
+        def per_frame(name: str) -> int:
+            return int(np.prod(case[name].shape[1:])) // int(case[f"{name}_beat_bytes"])
+
+        async def receive(i: int, k: int, what: str):
+            _, _, _, port, name, dt, _ = PIPES[i]
+            ref = case[name][k]
+            got = np.frombuffer(await receive_bytes(dut.ap_clk, sinks[i], ref.size, timeout), dtype=dt).reshape(ref.shape)
+            bad = np.argwhere(got != ref)
+            assert bad.size == 0, (f"frame {k} ({what}), {name} ({port}): {len(bad)} of {got.size} differ, first "
+                                   "(row, col, ch, got, expected): " + ", ".join(
+                                       f"({r},{c},{ch},{got[r, c, ch]},{ref[r, c, ch]})" for r, c, ch in bad[:6]))
+
+        def expect_beats(frames: int):
+            for _, _, _, port, name, _, _ in PIPES:
+                n = frames * per_frame(name)
+                assert len(beats[port]) == n, f"{port}: {len(beats[port])} output beats, expected {n}"
+            assert all(s.empty() for s in sinks), "extra output data"
+
+        async def run(first: int, last: int, what: str):
+            for i, (_, name, dt, *_rest) in enumerate(PIPES):           # both inputs at once
+                for k in range(first, last):
+                    await srcs[i].send(AxiStreamFrame(case[name][k].astype(dt).tobytes()))
+            for i in range(len(PIPES)):
+                for k in range(first, last):
+                    await receive(i, k, what)
+
+        await run(0, N_FREE, "free running")
+        await ClockCycles(dut.ap_clk, 200)
+        expect_beats(N_FREE)
+        # frame k ends with output beat (k+1)*beats_per_frame - 1 of its port
+        res = {"frame_end_cycles": {p[3]: [beats[p[3]][(k + 1) * per_frame(p[4]) - 1] for k in range(N_FREE)]
+                                    for p in PIPES}}
+        res["intervals"] = {p: np.diff(v).tolist() for p, v in res["frame_end_cycles"].items()}
+        for s in srcs:
+            s.set_pause_generator(pause_gen(rng, 0.3))
+        for s, p in zip(sinks, (0.6, 0.5)):
+            s.set_pause_generator(pause_gen(rng, p))
+        await run(N_FREE, n_frames, "idle + back-pressure")
+        await ClockCycles(dut.ap_clk, 400)
+        expect_beats(n_frames)
+        res["total_cycles"] = cycle
+        dut._log.info("decoder RTL: %s", res)
+        with open(os.environ["DEC_CASE"] + ".json", "w") as fh:
+            json.dump(res, fh)
+
+
+# ==================================================================== pytest side
+@pytest.fixture(scope="module")
+def decoder_rtl(verilator_env):
+    return build_side("decoder", BUILD, TRANSFORMS, SIZE, TARGET_CYCLES, FIFO_DEPTH)
+
+
+@pytest.mark.slow                    # 2 FINN flows + one Verilator build + simulation: minutes on 2 cores
+def test_decoder_rtl_bit_exact(decoder_rtl, tmp_path):
+    """z (2x2x30) -> scale codes (8x8x48 uint8) and y (8x8x48) -> 128x128 RGB out of one
+    decoder design == IntegerModel; each pipeline's frame interval within 5 % of its estimate."""
+    from licfpga.model.golden.network import IntegerModel
+
+    t_start = time.time()
+    built, integer, timings = decoder_rtl
+    accel = built["accel"]
+    check_flows_and_files(built["flows"], accel)
+    st = {s["port"]: s for s in accel["streams"]["out"]}
+    im = IntegerModel.load(integer)
+    ys, zs, ss, xs = [], [], [], []
+    for img in crops(N_FREE + N_BP, SIZE):
+        y, z = im.analysis(img)
+        ys.append(np.moveaxis(y, 0, -1))
+        zs.append(np.moveaxis(z, 0, -1))
+        ss.append(np.moveaxis(im.scale_codes(z), 0, -1))
+        xs.append(im.synthesis(y))                              # [H, W, 3] uint8
+    y, z, s, x = (np.stack(v) for v in (ys, zs, ss, xs))
+    assert x.shape[1:] == (SIZE, SIZE, 3) and s.shape == y.shape
+    est = accel["max_exp_cycles"]
+    case = tmp_path / "case.npz"
+    np.savez(case, y=y.astype(np.int8), z=z.astype(np.int8), s=s.astype(np.uint8), x=x.astype(np.uint8), seed=37,
+             est_cycles=est, **{f"{p[4]}_beat_bytes": st[p[3]]["stream_width"] // 8 for p in PIPES})
+    t0 = time.time()
+    run_cocotb(built["runner"], BUILD / "verilator", tmp_path, "test_decoder_rtl", TOP, "decoder_stream", 37,
+               {"DEC_CASE": str(case)}, BUILD / "sim.log")
+    timings["simulation_s"] = round(time.time() - t0, 1)
+    assert_memories_loaded(BUILD / "sim.log")
+    res = json.loads(Path(str(case) + ".json").read_text())
+    measured = {}
+    for p in PIPES:
+        port, tr = p[3], p[6]
+        own = accel["transforms"][tr]["max_exp_cycles"]
+        ii = float(np.mean(res["intervals"][port]))
+        measured[port] = {"pipeline": tr, "intervals": res["intervals"][port], "cycles_per_frame": ii,
+                          "est_cycles_per_frame": own, "ratio": ii / own}
+    design_ii = max(m["cycles_per_frame"] for m in measured.values())
+    measured["design"] = {"cycles_per_frame": design_ii, "ratio": design_ii / est}
+    timings["test_body_s"] = round(time.time() - t_start, 1)
+    write_report(BUILD, "decoder", SIZE, accel, measured, timings,
+                 {"bit_exact_frames": N_FREE + N_BP, "free_frames": N_FREE, "backpressure_frames": N_BP,
+                  "fifo_depth": FIFO_DEPTH, "target_cycles": TARGET_CYCLES, "total_cycles": res["total_cycles"],
+                  "artifact": str(integer)})
+    for port, m in measured.items():
+        ref = m.get("est_cycles_per_frame", est)
+        assert abs(m["cycles_per_frame"] - ref) <= 0.05 * ref, \
+            f"{port}: cycles/frame measured {m['cycles_per_frame']} vs estimate {ref}"
