@@ -25,6 +25,7 @@ import json
 import os
 import random
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -161,6 +162,7 @@ def build_side(side: str, build: Path, transforms, size: int, target: int, fifo_
         flows[name] = info
         t[f"{name}_export_flow_stitch_s"] = round(sum(tt.values()), 1)
     accel = accel_top.build(side, {n: build / n / "rtl" for n in transforms}, build / "accel")
+    shutil.rmtree(build / "verilator", ignore_errors=True)       # never a stale model (cocotb rebuilds by mtime only)
     t0 = time.time()
     runner = verilator_build([Path(f) for f in accel["sim_files"]], f"{side}_top", build / "verilator",
                              f'public_flat_rw -module "{side}_top" -var "*"\n')
