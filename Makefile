@@ -145,6 +145,7 @@ $(FINN_STAMP): $(STAMP) overlay/finn-requirements.txt
 	@echo '*' > $(FINN_VENV)/.gitignore
 	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps finn-plus==1.6.1
 	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check -r overlay/finn-requirements.txt
+	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps mip==1.17.0 onnx-passes==0.4.1
 	$(FINN_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@main=$$($(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \
 	 fin=$$($(FINN_VENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])"); \

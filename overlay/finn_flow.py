@@ -1,39 +1,45 @@
 """FINN+ compiler flow for the student's transforms (run in ``.venv-finn``; ``make finn-env``).
 
 Input: a QONNX file from :mod:`licfpga.overlay.export_qonnx` (the boundary between the two
-environments). Every compiler step is a small FINN/qonnx ``Transformation`` applied in
-order (:data:`STEPS`); after each step the graph is executed (qonnx ``execute_onnx``) and
-compared with the exported QONNX graph on the same input, so a step that changes the
-numbers fails at once (``verify=True``).
+environments). The flow is a FINN build: FINN's ``build_dataflow_cfg`` runs
+:data:`BUILD_STEPS` with a :class:`LicfpgaBuildConfig` (FINN's ``DataflowBuildConfig`` + our
+fields), our steps ``step_lic_*`` (``(model, cfg) -> model``) and FINN's own folding and
+estimate steps. After each of our steps up to ``to_hw`` the graph is executed (qonnx
+``execute_onnx``) and compared with the exported QONNX graph (and the golden integer model)
+on the same input, so a step that changes the numbers fails at once (``verify=True``).
 
-1. ``tidy``        — our :class:`RaiseBiasZeroPoint` (qonnx' ExtractBiasFromConv cannot
-   reshape Brevitas' scalar bias zero-point), qonnx cleanup.
-2. ``qonnx_to_finn`` — ConvertQONNXtoFINN (activation ``Quant`` -> MultiThreshold, weights
-   folded to integer initializers).
-3. ``streamline``  — FINN Streamline (scales moved into thresholds).
-4. ``lower``       — LowerConvsToMatMul + transpose absorption: NHWC between layers.
-5. ``gdn_to_hw``   — our :class:`InferGDNLayer`: ``Transpose -> Mul(in_scale) -> GDN ->
-   MultiThreshold(identity on the int8 grid) -> Transpose`` becomes one FINN ``GDN`` layer
-   (int8 NHWC in/out, :mod:`licfpga.overlay.finn_gdn`); :class:`PixelInputAsUint8` makes
-   the graph input the uint8 pixels (the first MultiThreshold is the identity on them).
-6. ``to_hw``       — InferThresholdingLayer, InferConvInpGen, InferQuantizedMatrixVectorActivation.
-7. ``specialize``  — our SpecializeGDN (GDN -> GDN_rtl), FINN SpecializeLayers with every
-   layer's ``preferred_impl_style = "rtl"`` (FINN falls back to HLS where no RTL exists).
-8. ``fold``        — FINN SetFolding for a target cycles/frame (from ``--fps`` at the board
-   clock) + our PE choice for GDN (smallest PE dividing C that meets the target).
-9. estimates       — exp_cycles_per_layer, res_estimation -> ``estimates.json``.
-10. ``codegen``    — PrepareIP: RTL for the RTL layers into ``overlay/build/<board>/``
-   (HLS layers: sources only, their synthesis needs Vitis HLS: not run here).
+ 1. ``reference``   — the exported graph executed: what every later step is compared with.
+ 2. ``tidy``        — our :class:`RaiseBiasZeroPoint` (qonnx' ExtractBiasFromConv cannot
+    reshape Brevitas' scalar bias zero-point), shapes, datatypes.
+ 3. ``qonnx_to_finn`` — ConvertQONNXtoFINN (activation ``Quant`` -> MultiThreshold).
+ 4. ``streamline``  — FINN Streamline (scales moved into thresholds).
+ 5. ``subpixel``    — our :class:`SubPixelDeconv` (decoder transposed convs).
+ 6. ``lower``       — LowerConvsToMatMul + transpose absorption: NHWC between layers.
+ 7. ``gdn_to_hw``   — our GDN / DepthToSpace layers, integer IO, NHWC IO.
+ 8. ``to_hw``       — FINN's Infer* hardware layers, our GoldenThresholds (``golden``).
+ 9. ``specialize``  — our layers -> ``*_rtl``, FINN SpecializeLayers preferring RTL.
+10. fold: our FoldGDN, **FINN's step_target_fps_parallelization** (SetFolding,
+    ``report/auto_folding_config.json``), our FoldGDN/guards/memory styles, **FINN's
+    step_apply_folding_config** (a user's ``folding_config_file`` wins), our check that every
+    PE/SIMD divides its channels; the final folding -> ``folding_config.json``.
+11. ``stitch_prep`` — InsertDWC, FIFOs (``fifo_depth``), RTL.
+12. **FINN's step_generate_estimate_reports** (``report/estimate_*.json``), our report
+    ``estimates.json`` (DSP packing, threshold proof), our RTL codegen into ``ip/<node>/``.
 
-    .venv-finn/bin/python -m licfpga.overlay.finn_flow overlay/build/qonnx/g_a.onnx --board kv260
+    .venv-finn/bin/python -m licfpga.overlay.finn_flow overlay/build/qonnx/g_a.onnx --board kv260 \
+        [--folding-config overlay/build/kv260/g_a/folding_config.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from onnx import helper
@@ -45,6 +51,11 @@ from qonnx.transformation.base import Transformation
 from qonnx.transformation.general import GiveUniqueNodeNames
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
+
+# FINN's build configuration (FINN+ 1.6.1 imports python-mip there, for its Multi-FPGA
+# partitioner's types: installed without its 600 MB CBC binaries, see Makefile finn-env)
+from finn.builder.build_dataflow_config import DataflowBuildConfig
+from finn.util.exception import FINNUserError
 
 from . import finn_d2s  # noqa: F401 - registers DepthToSpace / DepthToSpace_rtl in FINN's domains
 from . import finn_gdn  # noqa: F401 - registers GDN / GDN_rtl in FINN's domains
@@ -501,57 +512,6 @@ class SetFIFODepths(Transformation):
         return model, False
 
 
-def _steps(board: dict, target_cycles: int, fifo_depth: int = 0, golden=None, transform: str = "g_a",
-           fifo_depths: dict | None = None):
-    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
-    from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
-        InferQuantizedMatrixVectorActivation
-    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
-    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
-    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
-    from finn.transformation.fpgadataflow.set_folding import SetFolding
-    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
-    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
-    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
-    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
-    from finn.transformation.streamline import Streamline
-    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
-    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes, AbsorbTransposeIntoMultiThreshold
-    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
-
-    return [
-        ("tidy", [RaiseBiasZeroPoint(), InferShapes(), InferDataTypes()]),
-        ("qonnx_to_finn", [ConvertQONNXtoFINN()]),
-        ("streamline", [Streamline()]),
-        ("subpixel", [SubPixelDeconv(), InferShapes(), InferDataTypes(), Streamline()]),
-        ("lower", [LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(),
-                   InferShapes(), InferDataTypes()]),
-        ("gdn_to_hw", [InferDepthToSpaceLayer(), AbsorbConsecutiveTransposes(), InferGDNLayer(),
-                       IntegerInput(transform), OutputAsInteger(), StripIOTransposes(), InferShapes(),
-                       InferDataTypes()]),
-        # golden: FINN's float-derived thresholds are replaced by the integer artifact's
-        # (threshold_proof.GoldenThresholds) before FINN rounds/clips them and sizes widths
-        ("to_hw", [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation()]
-         + ([GoldenThresholds(golden.schema, golden.arrays, transform)] if golden is not None else [])
-         + [RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
-                   InferShapes(), InferDataTypes()]),
-        ("specialize", [SpecializeOurLayers(), PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames()]),
-        # FoldGDN before SetFolding: SetFolding does not know GDN_rtl, and its two-pass
-        # relaxation reruns the whole folding with the slowest layer's cycles as the new
-        # target -- with the GDNs still at PE=1 that was the GDN's unfolded cycles, which
-        # left every MVAU at PE=1 and slower than the target (16.3 fps at 256x256).
-        ("fold", [FoldGDN(target_cycles), SetFolding(target_cycles_per_frame=target_cycles, mvau_wwidth_max=1024),
-                  FoldGDN(target_cycles), GuardMVUOutputQueue(), ShallowWeightsInLUTRAM(),
-                  LineBufferMemory(board["uram"] > 0)]),
-        # what FINN's build does before stitching: width converters where a producer's
-        # stream beat is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), RTL
-        ("stitch_prep", [InsertDWC()]
-         + ([SetUniformFIFODepths(fifo_depth), InsertFIFO(create_shallow_fifos=False)] if fifo_depth > 2 else [])
-         + [PreferRTL(), SpecializeLayers(board["part"]), GiveUniqueNodeNames(), InferShapes()]
-         + ([SetFIFODepths(fifo_depths)] if fifo_depths else [])),
-    ]
-
-
 def mvu_rtl_dsps(op) -> int:
     """DSP48E2 count of a FINN RTL MVAU from finn-rtllib's mvu.sv lane packing
     (:func:`licfpga.overlay.costmodel.mvu_lanes`, the planner's rule too): one DSP per lane
@@ -567,91 +527,284 @@ def _execute(model: ModelWrapper, x: np.ndarray) -> np.ndarray:
     return execute_onnx(model, {model.graph.input[0].name: x})[model.graph.output[0].name]
 
 
-def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
-             codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0,
-             golden=None, fifo_depths: dict | None = None, resolution: tuple[int, int] | None = None) -> dict:
-    """Compile one exported transform; returns the report (also written as ``estimates.json``).
+# ---- the flow as FINN build steps (run by FINN's build_dataflow_cfg) ------------------------
+# What FINN's step_target_fps_parallelization / step_apply_folding_config write into
+# (auto_|applied_)folding_config.json (a local list in FINN+ 1.6.1's steps), plus our GDN's
+# pixel-parallel REPLICAS: the attributes of our folding_config.json (FINN's ApplyConfig format).
+FOLDING_ATTRS = ["PE", "SIMD", "EmbFold", "SeqFold", "parallel_window", "ram_style", "ram_style_thresholds",
+                 "ram_style_mask", "depth", "impl_style", "resType", "mac_resource", "mem_mode",
+                 "runtime_writeable_weights", "depth_trigger_uram", "depth_trigger_bram", "REPLICAS"]
+# (op_type prefix, folding attribute, the attribute it must divide, what that is)
+FOLD_DIVIDES = (("MVAU", "PE", "MH", "output channels"), ("MVAU", "SIMD", "MW", "k*k*C_in"),
+                ("ConvolutionInputGenerator", "SIMD", "IFMChannels", "input channels"),
+                ("Thresholding", "PE", "NumChannels", "channels"), ("FMPadding", "SIMD", "NumChannels", "channels"),
+                ("GDN", "PE", "channels", "channels"), ("DepthToSpace", "SIMD", "NumChannels", "output channels"))
 
-    ``golden``: path of the integer artifact (``model/checkpoints/int-student-0.013``) the
-    QONNX was exported from. Then FINN's thresholds are replaced by the artifact's
-    (:class:`~licfpga.overlay.threshold_proof.GoldenThresholds`; FINN's float-derived ones
-    differ by one at a few hundred of ~35 k thresholds of g_a), every verified step is also
-    compared with the golden :class:`IntegerModel` (``equal_to_golden``), and the final
-    model's thresholds are proven equal to the golden requantisation for every accumulator
-    value (``report["threshold_proof"]``, :func:`~licfpga.overlay.threshold_proof.prove`).
-    ``fifo_depth``: FINN FIFO of that depth on every edge; ``fifo_depths``: then override
-    named FIFOs' depths (:class:`SetFIFODepths`, e.g. from :func:`size_fifos`).
-    ``resolution`` ``(W, H)``: fold for ``fps`` at that frame size (padded to a multiple of
-    64) instead of the export's: every layer's cycles scale with its pixel count, so the
-    target cycles of the small export are ``clock/fps * export_pixels/frame_pixels``; the
-    report's ``est_fps_at_resolution`` scales back the same way."""
-    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
-    from finn.analysis.fpgadataflow.res_estimation import res_estimation
 
-    board = finn_board(board_name)
-    name = Path(qonnx_path).stem
-    out = Path(out_root or ROOT / "overlay" / "build") / board_name / name
-    out.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("FINN_BUILD_DIR", str(out / "tmp"))
-    Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
-    clk_hz = 1e9 / board["clk_ns"]
-    if target_cycles is None:
-        target_cycles = int(clk_hz / fps)
-    elif resolution is None:                # an explicit cycles/frame target wins over fps
-        fps = clk_hz / target_cycles
+class FoldingConfigError(FINNUserError):
+    """A user's folding_config.json does not fit the graph (one line, names the file and node)."""
 
-    model = ModelWrapper(str(qonnx_path))
+
+@dataclass
+class LicfpgaBuildConfig(DataflowBuildConfig):
+    """FINN's ``DataflowBuildConfig`` plus what our steps need. FINN's own fields keep their
+    meaning (``output_dir``, ``fpga_part``, ``synth_clk_period_ns``, ``folding_config_file``,
+    ``mvau_wwidth_max``, ``steps``, ...); ``build_config.json`` in the build folder is this
+    object (``LicfpgaBuildConfig.from_json``)."""
+
+    transform: str = "g_a"                   # g_a | h_a | h_s | g_s (integer IO grid, golden transform)
+    board_name: str = "kv260"                # vivado/boards/<board_name>.json
+    # FINN types target_fps as int; ours may be fractional (e.g. the fps of an explicit cycle target)
+    target_fps: Optional[float] = None
+    # the folding target; wins over target_fps (a frame resolution scales it, see run_flow)
+    target_cycles_per_frame: Optional[int] = None
+    resolution: Optional[list[int]] = None   # (W, H) the folding is for, or None: the export's size
+    golden: Optional[str] = None             # integer artifact: golden thresholds, proof, comparison
+    verify: bool = True                      # execute and compare after every step up to to_hw
+    seed: int = 0                            # of the verification input
+    codegen: bool = True                     # our RTL codegen step
+    fifo_depth: int = 0                      # FINN StreamingFIFO of this depth on every edge (0: none)
+    fifo_depths: Optional[dict[str, int]] = None   # then named FIFOs' depths
+
+    def _resolve_cycles_per_frame(self):
+        # FINN's step_target_fps_parallelization asks this for SetFolding's target
+        if self.target_cycles_per_frame is not None:
+            return int(self.target_cycles_per_frame)
+        return super()._resolve_cycles_per_frame()
+
+
+def _state(cfg) -> dict:
+    """Per-build data our steps share (references, report): not a config field."""
+    return cfg.__dict__.setdefault("_licfpga", {})
+
+
+def _apply(model, transforms):
+    for t in transforms:
+        model = model.transform(t)
+    return model
+
+
+def _step(label: str | None = None, verify: bool = False):
+    """Make ``fn(model, cfg) -> model`` a build step. With ``label``: nodes renamed (FINN's
+    ``GiveUniqueNodeNames``), an entry in ``report["steps"]`` (with ``verify``: the graph executed
+    and compared with the exported QONNX and the golden model) and the model saved as
+    ``<transform>_NN_<label>.onnx``, as run_flow did before FINN's builder ran it. A failure is
+    kept for run_flow to re-raise (FINN's builder logs it and returns -1)."""
+    def deco(fn):
+        @functools.wraps(fn)
+        def step(model, cfg):
+            try:
+                model = fn(model, cfg)
+                if label is not None:
+                    model = model.transform(GiveUniqueNodeNames())
+                    _record(model, cfg, label, verify and cfg.verify)
+            except BaseException as exc:
+                _state(cfg).setdefault("error", exc)
+                raise
+            return model
+        return step
+    return deco
+
+
+def _record(model, cfg, label: str, verify: bool) -> None:
+    st = _state(cfg)
+    if "report" not in st:
+        raise RuntimeError("licfpga's build steps start with step_lic_reference (start_step is not supported)")
+    report, name = st["report"], cfg.transform
+    entry = {"step": label, "nodes": [n.op_type for n in model.graph.node]}
+    if verify:                  # not after specialize/fold/stitch_prep: RTL layers execute only in rtlsim (xsim)
+        ishape, pixels, x_float, ref = st["ishape"], st["pixels"], st["x_float"], st["ref"]
+        inp_dt = model.get_tensor_datatype(model.graph.input[0].name)
+        x = pixels.astype(np.float32) if inp_dt == DataType["UINT8"] and name == "g_a" else x_float
+        if list(model.get_tensor_shape(model.graph.input[0].name)) != list(ishape):
+            x = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))      # NHWC input
+        o = _execute(model, x)
+        if o.shape != ref.shape:           # NHWC output: compare in NCHW
+            o = np.transpose(o, (0, 3, 1, 2))
+        # OutputAsInteger dropped the output scale (g_s: 1/255): compare in float units
+        o = o.astype(np.float32) * np.float32(float(model.get_metadata_prop("output_scale") or 1.0))
+        # after streamlining the output is the integer y; the reference is y*1 (scale 1)
+        entry["equal_fraction"] = float((o == ref).mean())
+        entry["max_abs_diff"] = float(np.abs(o - ref).max())
+        entry["equal_to_previous_step"] = None if st.get("prev") is None else float((o == st["prev"]).mean())
+        if st.get("gold") is not None:
+            entry["equal_to_golden"] = float((np.rint(o / st["gold_scale"]) == st["gold"]).mean())
+        st["prev"] = o
+    report["steps"].append(entry)
+    model.save(str(Path(cfg.output_dir) / f"{name}_{len(report['steps']):02d}_{label}.onnx"))
+
+
+def _frame_ratio(name: str, ishape, resolution) -> float:
+    """Pixels of the export relative to a full frame (the input of h_a/h_s/g_s is the latent
+    grid, 16x/64x smaller than the image, but the ratio is the same for every layer)."""
+    if resolution is None:
+        return 1.0
+    img_px = {"g_a": 1, "h_a": 16 * 16, "h_s": 64 * 64, "g_s": 16 * 16}[name] * ishape[2] * ishape[3]
+    return img_px / (pad(int(resolution[0])) * pad(int(resolution[1])))
+
+
+@_step()
+def step_lic_reference(model, cfg):
+    """The exported QONNX graph executed on a seeded input (and the golden IntegerModel): what
+    every later step is compared with. Writes build_config.json. The model is unchanged."""
+    st = _state(cfg)
+    st.clear()
+    name, board = cfg.transform, finn_board(cfg.board_name)
     ishape = model.get_tensor_shape(model.graph.input[0].name)
-    # pixels of the export relative to a full frame (the input of h_a/h_s/g_s is the latent
-    # grid, 16x/64x smaller than the image, but the ratio is the same for every layer)
-    frame_ratio = 1.0
-    if resolution is not None:
-        img_px = {"g_a": 1, "h_a": 16 * 16, "h_s": 64 * 64, "g_s": 16 * 16}[name] * ishape[2] * ishape[3]
-        frame_ratio = img_px / (pad(int(resolution[0])) * pad(int(resolution[1])))
-        target_cycles = max(1, int(clk_hz / fps * frame_ratio))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(cfg.seed)
     pixels = rng.integers(0, 256, size=ishape)
     # inputs: g_a pixels in [0, 1]; h_a |y| (taken before the graph, export_qonnx); h_s z, g_s y
     x_float = (pixels / 255.0).astype(np.float32) if name == "g_a" else rng.integers(-20, 21, size=ishape).astype(np.float32)
     if name == "h_a":
         x_float = np.abs(x_float)
-    ref = _execute(model, x_float)
-    im, gold = None, None
-    if golden is not None:
+    st.update(ishape=ishape, pixels=pixels, x_float=x_float, ref=_execute(model, x_float), gold=None, im=None,
+              frame_ratio=_frame_ratio(name, ishape, cfg.resolution))
+    if cfg.golden is not None:
         from licfpga.model.golden.network import IntegerModel
-        im = IntegerModel.load(golden)
+        im = IntegerModel.load(cfg.golden)
         x_int = pixels[0] if name == "g_a" else x_float[0]
-        gold = im.run_transform(name, x_int.astype(np.int64))[None].astype(np.float32)   # NCHW integers
-        gold_scale = float(im.schema["transforms"][name][-1]["out_scale"])
-    report = {"transform": name, "board": board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
-              "target_fps": fps, "target_cycles_per_frame": target_cycles, "input_shape": ishape, "steps": []}
-    prev = None
-    for step, transforms in _steps(board, target_cycles, fifo_depth, im, name, fifo_depths):
-        for t in transforms:
-            model = model.transform(t)
-        model = model.transform(GiveUniqueNodeNames())
-        entry = {"step": step, "nodes": [n.op_type for n in model.graph.node]}
-        if verify and step not in ("specialize", "fold", "stitch_prep"):     # RTL layers execute only in rtlsim (xsim)
-            inp_dt = model.get_tensor_datatype(model.graph.input[0].name)
-            x = pixels.astype(np.float32) if inp_dt == DataType["UINT8"] and name == "g_a" else x_float
-            if list(model.get_tensor_shape(model.graph.input[0].name)) != list(ishape):
-                x = np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)))      # NHWC input
-            o = _execute(model, x)
-            if o.shape != ref.shape:           # NHWC output: compare in NCHW
-                o = np.transpose(o, (0, 3, 1, 2))
-            # OutputAsInteger dropped the output scale (g_s: 1/255): compare in float units
-            o = o.astype(np.float32) * np.float32(float(model.get_metadata_prop("output_scale") or 1.0))
-            # after streamlining the output is the integer y; the reference is y*1 (scale 1)
-            entry["equal_fraction"] = float((o == ref).mean())
-            entry["max_abs_diff"] = float(np.abs(o - ref).max())
-            entry["equal_to_previous_step"] = None if prev is None else float((o == prev).mean())
-            if gold is not None:
-                entry["equal_to_golden"] = float((np.rint(o / gold_scale) == gold).mean())
-            prev = o
-        report["steps"].append(entry)
-        model.save(str(out / f"{name}_{len(report['steps']):02d}_{step}.onnx"))
+        st.update(im=im, gold=im.run_transform(name, x_int.astype(np.int64))[None].astype(np.float32),  # NCHW
+                  gold_scale=float(im.schema["transforms"][name][-1]["out_scale"]))
+    out = Path(cfg.output_dir)
+    st["report"] = {"transform": name, "board": cfg.board_name, "fpgapart": board["part"], "clk_ns": board["clk_ns"],
+                    "target_fps": cfg.target_fps, "target_cycles_per_frame": cfg._resolve_cycles_per_frame(),
+                    "input_shape": ishape, "steps": [], "finn_output_dir": str(out),
+                    "build_config": str(out / "build_config.json"), "folding_config": str(out / "folding_config.json"),
+                    "folding_config_applied": None if cfg.folding_config_file is None else str(cfg.folding_config_file)}
+    (out / "build_config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+    return model
+
+
+@_step("tidy", verify=True)
+def step_lic_tidy(model, cfg):
+    return _apply(model, [RaiseBiasZeroPoint(), InferShapes(), InferDataTypes()])
+
+
+@_step("qonnx_to_finn", verify=True)
+def step_lic_qonnx_to_finn(model, cfg):
+    from finn.transformation.qonnx.convert_qonnx_to_finn import ConvertQONNXtoFINN
+    return _apply(model, [ConvertQONNXtoFINN()])
+
+
+@_step("streamline", verify=True)
+def step_lic_streamline(model, cfg):
+    from finn.transformation.streamline import Streamline
+    return _apply(model, [Streamline()])
+
+
+@_step("subpixel", verify=True)
+def step_lic_subpixel(model, cfg):
+    from finn.transformation.streamline import Streamline
+    return _apply(model, [SubPixelDeconv(), InferShapes(), InferDataTypes(), Streamline()])
+
+
+@_step("lower", verify=True)
+def step_lic_lower(model, cfg):
+    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes, AbsorbTransposeIntoMultiThreshold
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+    return _apply(model, [LowerConvsToMatMul(), AbsorbTransposeIntoMultiThreshold(), AbsorbConsecutiveTransposes(),
+                          InferShapes(), InferDataTypes()])
+
+
+@_step("gdn_to_hw", verify=True)
+def step_lic_gdn_to_hw(model, cfg):
+    from finn.transformation.streamline.absorb import AbsorbConsecutiveTransposes
+    return _apply(model, [InferDepthToSpaceLayer(), AbsorbConsecutiveTransposes(), InferGDNLayer(),
+                          IntegerInput(cfg.transform), OutputAsInteger(), StripIOTransposes(), InferShapes(),
+                          InferDataTypes()])
+
+
+@_step("to_hw", verify=True)
+def step_lic_to_hw(model, cfg):
+    from finn.transformation.fpgadataflow.convert_to_hw.conv_inp_gen import InferConvInpGen
+    from finn.transformation.fpgadataflow.convert_to_hw.quantized_matrix_vector_activation import \
+        InferQuantizedMatrixVectorActivation
+    from finn.transformation.fpgadataflow.convert_to_hw.thresholding import InferThresholdingLayer
+    from finn.transformation.fpgadataflow.minimize_accumulator_width import MinimizeAccumulatorWidth
+    from finn.transformation.fpgadataflow.minimize_weight_bit_width import MinimizeWeightBitWidth
+    from finn.transformation.streamline.round_thresholds import RoundAndClipThresholds
+    im = _state(cfg)["im"]
+    # golden: FINN's float-derived thresholds are replaced by the integer artifact's
+    # (threshold_proof.GoldenThresholds) before FINN rounds/clips them and sizes widths
+    return _apply(model, [InferThresholdingLayer(), InferConvInpGen(), InferQuantizedMatrixVectorActivation()]
+                  + ([GoldenThresholds(im.schema, im.arrays, cfg.transform)] if im is not None else [])
+                  + [RoundAndClipThresholds(), MinimizeWeightBitWidth(), MinimizeAccumulatorWidth(),
+                     InferShapes(), InferDataTypes()])
+
+
+@_step("specialize")
+def step_lic_specialize(model, cfg):
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    return _apply(model, [SpecializeOurLayers(), PreferRTL(), SpecializeLayers(cfg.fpga_part), GiveUniqueNodeNames()])
+
+
+@_step()
+def step_lic_fold_gdn(model, cfg):
+    """FoldGDN before FINN's SetFolding (step_target_fps_parallelization): SetFolding does not
+    know GDN_rtl, and its two-pass relaxation reruns the whole folding with the slowest layer's
+    cycles as the new target -- with the GDNs still at PE=1 that was the GDN's unfolded
+    cycles, which left every MVAU at PE=1 and slower than the target (16.3 fps at 256x256)."""
+    return _apply(model, [FoldGDN(cfg._resolve_cycles_per_frame())])
+
+
+@_step()
+def step_lic_fold(model, cfg):
+    """After SetFolding: our GDN/DepthToSpace folding, the MVU output-queue guard, memory
+    styles; then check that a user's folding config (applied next by FINN's
+    step_apply_folding_config, so it wins) names only nodes and attributes of this graph."""
+    model = _apply(model, [FoldGDN(cfg._resolve_cycles_per_frame()), GuardMVUOutputQueue(), ShallowWeightsInLUTRAM(),
+                           LineBufferMemory(finn_board(cfg.board_name)["uram"] > 0)])
+    if cfg.folding_config_file is not None:
+        check_folding_config_names(model, read_folding_config(cfg.folding_config_file), cfg.folding_config_file)
+    return model
+
+
+@_step("fold")
+def step_lic_folding_config(model, cfg):
+    """After FINN's ApplyConfig: every PE/SIMD divides its channels (checked here, one line,
+    before FINN asserts deep inside a layer); the folding written as folding_config.json."""
+    from finn.util.config import extract_model_config_to_json
+    check_folding_divides(model, cfg.folding_config_file)
+    warn = []
+    for n in model.graph.node:     # a user's SIMD may re-open the MVU output-queue bug (GuardMVUOutputQueue)
+        if n.op_type == "MVAU_rtl":
+            op = getCustomOp(n)
+            simd, mw = op.get_nodeattr("SIMD"), op.get_nodeattr("MW")
+            if simd == mw and simd > 1 and simd & (simd - 1):
+                warn.append(f"{n.name}: SIMD = MW = {mw} (not a power of two): finn-plus 1.6.1's MVU output "
+                            "queue can overflow under back-pressure (see GuardMVUOutputQueue)")
+    _state(cfg)["report"]["folding_warnings"] = warn
+    extract_model_config_to_json(model, Path(cfg.output_dir) / "folding_config.json", FOLDING_ATTRS)
+    return model
+
+
+@_step("stitch_prep")
+def step_lic_stitch_prep(model, cfg):
+    """What FINN's build does before stitching: width converters where a producer's stream beat
+    is not its consumer's (e.g. sliding window SIMD != MVAU SIMD), FIFOs, RTL."""
+    from finn.transformation.fpgadataflow.insert_dwc import InsertDWC
+    from finn.transformation.fpgadataflow.insert_fifo import InsertFIFO
+    from finn.transformation.fpgadataflow.specialize_layers import SpecializeLayers
+    d = cfg.fifo_depth
+    return _apply(model, [InsertDWC()]
+                  + ([SetUniformFIFODepths(d), InsertFIFO(create_shallow_fifos=False)] if d > 2 else [])
+                  + [PreferRTL(), SpecializeLayers(cfg.fpga_part), GiveUniqueNodeNames(), InferShapes()]
+                  + ([SetFIFODepths(cfg.fifo_depths)] if cfg.fifo_depths else []))
+
+
+@_step()
+def step_lic_estimates(model, cfg):
+    """Our report: FINN's per-layer cycles and resources (as FINN's step_generate_estimate_reports
+    writes them into report/), with finn-rtllib's DSP packing for the RTL MVU, stream ports,
+    and the threshold proof against the golden model."""
+    from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer
+    from finn.analysis.fpgadataflow.res_estimation import res_estimation
+
+    st = _state(cfg)
+    report, im = st["report"], st["im"]
+    clk_hz = 1e9 / cfg.synth_clk_period_ns
     cycles = exp_cycles_per_layer(model)
-    res = {n: {k: v for k, v in r.items()} for n, r in res_estimation(model, board["part"]).items()}
+    res = {n: {k: v for k, v in r.items()} for n, r in res_estimation(model, cfg.fpga_part).items()}
     for n in model.graph.node:          # DSPs of the RTL MVU from its real lane packing
         if n.op_type == "MVAU_rtl" and n.name in res:
             res[n.name]["DSP_finn_estimate"] = res[n.name].get("DSP")
@@ -667,7 +820,7 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
     report["io"] = {"input": {"shape": list(model.get_tensor_shape(gi)), "datatype": model.get_tensor_datatype(gi).name},
                     "output": {"shape": list(model.get_tensor_shape(go)), "datatype": model.get_tensor_datatype(go).name}}
     if im is not None:
-        report["golden"] = {"name": Path(str(golden)).name, "digest": im.digest().hex()}
+        report["golden"] = {"name": Path(str(cfg.golden)).name, "digest": im.digest().hex()}
     hw = [n for n in model.graph.node if n.domain.startswith("finn.custom_op.fpgadataflow")]
     if hw:        # the accelerator's stream ports (what the DMA and axis_frame_tlast need)
         first, last = getCustomOp(hw[0]), getCustomOp(hw[-1])
@@ -675,29 +828,213 @@ def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=
                                   "beats_per_frame": int(np.prod(first.get_folded_input_shape()[:-1]))}
         report["output_stream"] = {"width_bits": int(last.get_outstream_width()),
                                    "beats_per_frame": int(np.prod(last.get_folded_output_shape()[:-1]))}
+    ratio = st["frame_ratio"]
     report.update({"cycles_per_layer": cycles, "max_cycles": max(cycles.values()) if cycles else 0,
                    "est_fps": clk_hz / max(cycles.values()) if cycles else None,
-                   "resolution": list(resolution) if resolution else None,
-                   "est_fps_at_resolution": clk_hz / max(cycles.values()) * frame_ratio if cycles and resolution else None,
+                   "resolution": list(cfg.resolution) if cfg.resolution else None,
+                   "est_fps_at_resolution": clk_hz / max(cycles.values()) * ratio if cycles and cfg.resolution else None,
                    "resources_per_layer": res, "resources_total": total, "folding": folding,
                    "non_hw_nodes": [n.op_type for n in model.graph.node
                                     if not n.domain.startswith("finn.custom_op.fpgadataflow")]})
     if im is not None:
-        report["threshold_proof"] = prove(model, im.schema, im.arrays, name)
+        report["threshold_proof"] = prove(model, im.schema, im.arrays, cfg.transform)
         if not report["threshold_proof"]["exact"]:
             raise RuntimeError("thresholds differ from the golden requantisation: "
                                + json.dumps(report["threshold_proof"], default=str)[:2000])
-    if codegen:
-        report["codegen"] = codegen_rtl(model, board, out)
-        if im is not None:
+    return model
+
+
+@_step()
+def step_lic_codegen(model, cfg):
+    """RTL of every layer into <output_dir>/ip/<node>/ (our step: FINN's step_hw_codegen would
+    also prepare HLS layers for Vitis); the RTL threshold memories checked against the proof."""
+    st = _state(cfg)
+    if cfg.codegen:
+        report = st["report"]
+        report["codegen"] = codegen_rtl(model, {"part": cfg.fpga_part, "clk_ns": cfg.synth_clk_period_ns},
+                                        Path(cfg.output_dir))
+        if st["im"] is not None:
             # the RTL's threshold memory images hold exactly the proven thresholds
             mem = rtl_threshold_memories(model)
             report["threshold_proof"]["rtl_memories_equal"] = mem
             if not all(mem.values()):
                 raise RuntimeError(f"RTL threshold memories differ from the proven thresholds: {mem}")
-    model.save(str(out / f"{name}_final.onnx"))
-    (out / "estimates.json").write_text(json.dumps(report, indent=1, default=str))
+    out = Path(cfg.output_dir)
+    model.save(str(out / f"{cfg.transform}_final.onnx"))
+    (out / "estimates.json").write_text(json.dumps(st["report"], indent=1, default=str))
+    return model
+
+
+# FINN's own steps by their names (build_dataflow_steps), ours by import path: build_config.json
+# stays JSON, and FINN's resolve_build_steps finds both.
+_OURS = "licfpga.overlay.finn_flow."
+BUILD_STEPS = [_OURS + s for s in ("step_lic_reference", "step_lic_tidy", "step_lic_qonnx_to_finn", "step_lic_streamline",
+                                   "step_lic_subpixel", "step_lic_lower", "step_lic_gdn_to_hw", "step_lic_to_hw",
+                                   "step_lic_specialize", "step_lic_fold_gdn")] \
+    + ["step_target_fps_parallelization",       # FINN: SetFolding -> report/auto_folding_config.json
+       _OURS + "step_lic_fold",
+       "step_apply_folding_config",             # FINN: ApplyConfig(folding_config_file): the user's file wins
+       _OURS + "step_lic_folding_config", _OURS + "step_lic_stitch_prep",
+       "step_generate_estimate_reports",        # FINN: report/estimate_layer_*.json, estimate_network_performance.json
+       _OURS + "step_lic_estimates", _OURS + "step_lic_codegen"]
+
+
+def read_folding_config(path) -> dict:
+    """A folding config in FINN's ApplyConfig format ({node: {attr: value}}, optional "Defaults")."""
+    p = Path(path)
+    if not p.is_file():
+        raise FoldingConfigError(f"no such folding config: {p}")
+    try:
+        conf = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise FoldingConfigError(f"folding config {p}: not JSON ({exc})") from None
+    if not isinstance(conf, dict) or not all(isinstance(v, dict) for v in conf.values()):
+        raise FoldingConfigError(f"folding config {p}: expected FINN's folding config format {{node name: {{attribute: value}}}}")
+    return conf
+
+
+def check_folding_config_names(model, conf: dict, path) -> None:
+    """Every node the file names is in the graph and has the attributes it sets; PE/SIMD/REPLICAS
+    are positive integers."""
+    nodes = {n.name: n for n in model.graph.node}
+    for name, attrs in conf.items():
+        if name == "Defaults":
+            continue
+        if name not in nodes:
+            hw = [n for n in nodes if nodes[n].domain.startswith("finn.custom_op.fpgadataflow")]
+            raise FoldingConfigError(f"folding config {path}: no node {name!r} in this graph (its layers: {', '.join(hw)})")
+        op = getCustomOp(nodes[name])
+        for k, v in attrs.items():
+            if k not in op.get_nodeattr_types():
+                raise FoldingConfigError(f"folding config {path}: {name} ({nodes[name].op_type}) has no attribute {k!r}")
+            if k in ("PE", "SIMD", "REPLICAS") and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise FoldingConfigError(f"folding config {path}: {name}: {k} = {v!r} is not a positive integer")
+
+
+def check_folding_divides(model, path=None) -> None:
+    """FINN's folding rules (PE | output channels, SIMD | inputs, ...) for every layer."""
+    where = f"folding config {path}: " if path is not None else ""
+    for n in model.graph.node:
+        if not n.domain.startswith("finn.custom_op.fpgadataflow"):
+            continue
+        op = getCustomOp(n)
+        for prefix, attr, dim, what in FOLD_DIVIDES:
+            if n.op_type.startswith(prefix) and attr in op.get_nodeattr_types():
+                v, c = op.get_nodeattr(attr), op.get_nodeattr(dim)
+                if c % v:
+                    raise FoldingConfigError(f"{where}{n.name}: {attr} {v} does not divide {dim} = {c} ({what})")
+
+
+def _finn_builder():
+    """FINN+ 1.6.1's build_dataflow module, importable on a machine without Vivado. Two
+    patches, both only when XILINX_VIVADO is unset, neither touches a step we run:
+    (1) build_dataflow_steps does ``from finn.xsi import SimEngine`` (Vivado's xsim binding,
+    used there only in a type annotation); finn.xsi resolves that name lazily and raises
+    "XILINX_VIVADO environment variable not set": we bind a stand-in that refuses to run.
+    (2) exit_buildflow records ``Path(get_vivado_root()).name`` in report/metadata_builder.json
+    after the last step, and get_vivado_root raises without Vivado: "none" is recorded."""
+    no_vivado = not os.environ.get("XILINX_VIVADO")
+    if no_vivado:
+        import finn.xsi
+        if "SimEngine" not in vars(finn.xsi):
+            class SimEngine:   # noqa: D401 - placeholder
+                def __init__(self, *a, **k):
+                    raise RuntimeError("Vivado xsim is not available here (licfpga.overlay.finn_flow)")
+            finn.xsi.SimEngine = SimEngine
+    import finn.builder.build_dataflow as bd
+    if no_vivado:
+        bd.get_vivado_root = lambda: "none"
+    return bd
+
+
+def build_config(qonnx_path, board_name: str = "kv260", out_dir=None, **fields) -> LicfpgaBuildConfig:
+    """The build of one exported transform for a board, as FINN's DataflowBuildConfig: our steps
+    and FINN's folding/estimate steps, estimates only (no Vivado/Vitis output is requested)."""
+    from finn.builder.build_dataflow_config import DataflowOutputType, LogLevel
+    board = finn_board(board_name)
+    return LicfpgaBuildConfig(
+        output_dir=str(out_dir), steps=list(BUILD_STEPS), transform=Path(qonnx_path).stem, board_name=board_name,
+        fpga_part=board["part"], synth_clk_period_ns=board["clk_ns"], mvau_wwidth_max=1024,
+        generate_outputs=[DataflowOutputType.ESTIMATE_REPORTS],
+        # run_flow re-raises a failed step's error itself; FINN's console copy would print it twice
+        # (everything stays in <output_dir>/build_dataflow.log)
+        console_log_level=LogLevel.NONE, **fields)
+
+
+def build(qonnx_path, cfg: LicfpgaBuildConfig) -> dict:
+    """FINN's ``build_dataflow_cfg(qonnx_path, cfg)``; returns our report (estimates.json) with
+    FINN's step times added. FINN's builder redirects sys.stdout/stderr to its log for good:
+    they are restored afterwards."""
+    bd = _finn_builder()
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    saved = sys.stdout, sys.stderr
+    try:
+        rc = bd.build_dataflow_cfg(str(qonnx_path), cfg)
+    finally:
+        sys.stdout, sys.stderr = saved
+    st = _state(cfg)
+    if "error" in st:
+        raise st["error"]
+    if rc != 0 or "report" not in st:
+        raise RuntimeError(f"FINN build failed ({rc}): see {Path(cfg.output_dir) / 'build_dataflow.log'}")
+    report = st["report"]
+    times = cfg.get_report_directory() / "time_per_step.json"
+    if times.is_file():
+        report["step_times_s"] = json.loads(times.read_text())
+    (Path(cfg.output_dir) / "estimates.json").write_text(json.dumps(report, indent=1, default=str))
     return report
+
+
+def run_flow(qonnx_path, board_name: str = "kv260", fps: float = 30.0, out_root=None, verify: bool = True,
+             codegen: bool = True, seed: int = 0, target_cycles: int | None = None, fifo_depth: int = 0,
+             golden=None, fifo_depths: dict | None = None, resolution: tuple[int, int] | None = None,
+             folding_config=None) -> dict:
+    """Compile one exported transform through FINN's ``build_dataflow_cfg`` with our steps
+    (:data:`BUILD_STEPS`, :func:`build_config`); returns the report (also written as
+    ``estimates.json``; FINN's own reports are in ``<build>/report/``, the final folding in
+    ``<build>/folding_config.json``).
+
+    ``golden``: path of the integer artifact (``model/checkpoints/int-student-0.013``) the
+    QONNX was exported from. Then FINN's thresholds are replaced by the artifact's
+    (:class:`~licfpga.overlay.threshold_proof.GoldenThresholds`; FINN's float-derived ones
+    differ by one at a few hundred of ~35 k thresholds of g_a), every verified step is also
+    compared with the golden :class:`IntegerModel` (``equal_to_golden``), and the final
+    model's thresholds are proven equal to the golden requantisation for every accumulator
+    value (``report["threshold_proof"]``, :func:`~licfpga.overlay.threshold_proof.prove`).
+    ``fifo_depth``: FINN FIFO of that depth on every edge; ``fifo_depths``: then override
+    named FIFOs' depths (:class:`SetFIFODepths`, e.g. from :func:`size_fifos`).
+    ``resolution`` ``(W, H)``: fold for ``fps`` at that frame size (padded to a multiple of
+    64) instead of the export's: every layer's cycles scale with its pixel count, so the
+    target cycles of the small export are ``clock/fps * export_pixels/frame_pixels``; the
+    report's ``est_fps_at_resolution`` scales back the same way.
+    ``folding_config``: a JSON file in FINN's ApplyConfig format (e.g. an edited
+    ``folding_config.json`` of an earlier build), applied by FINN's step_apply_folding_config
+    after our automatic folding, so its values win; a node the graph lacks, an attribute a
+    node lacks or a PE/SIMD that does not divide its channels is a :class:`FoldingConfigError`."""
+    board = finn_board(board_name)
+    name = Path(qonnx_path).stem
+    out = Path(out_root or ROOT / "overlay" / "build") / board_name / name
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FINN_BUILD_DIR", str(out / "tmp"))
+    Path(os.environ["FINN_BUILD_DIR"]).mkdir(parents=True, exist_ok=True)
+    clk_hz = 1e9 / board["clk_ns"]
+    if target_cycles is None:
+        target_cycles = int(clk_hz / fps)
+    elif resolution is None:                # an explicit cycles/frame target wins over fps
+        fps = clk_hz / target_cycles
+    if resolution is not None:
+        m = ModelWrapper(str(qonnx_path))
+        ishape = m.get_tensor_shape(m.graph.input[0].name)
+        target_cycles = max(1, int(clk_hz / fps * _frame_ratio(name, ishape, resolution)))
+    if folding_config is not None:
+        folding_config = Path(folding_config).resolve()
+        read_folding_config(folding_config)          # a missing / non-JSON file fails before the build
+    cfg = build_config(qonnx_path, board_name, out, target_fps=fps, target_cycles_per_frame=target_cycles,
+                       resolution=list(resolution) if resolution else None,
+                       golden=None if golden is None else str(golden), verify=verify, seed=seed, codegen=codegen,
+                       fifo_depth=fifo_depth, fifo_depths=dict(fifo_depths) if fifo_depths else None,
+                       folding_config_file=folding_config)
+    return build(qonnx_path, cfg)
 
 
 def codegen_rtl(model: ModelWrapper, board: dict, out: Path) -> dict:
@@ -765,6 +1102,9 @@ def main(argv=None):
     p.add_argument("--no-codegen", action="store_true")
     p.add_argument("--golden", default=None,
                    help="integer artifact (e.g. model/checkpoints/int-student-0.013): golden thresholds + proof")
+    p.add_argument("--folding-config", default=None, metavar="FILE",
+                   help="FINN folding config (ApplyConfig JSON, e.g. an edited <build>/folding_config.json) "
+                        "applied after the automatic folding: its PE/SIMD/ram_style/... win")
     a = p.parse_args(argv)
     for path in a.qonnx:
         if not Path(path).is_file():
@@ -772,9 +1112,13 @@ def main(argv=None):
     rows = []
     for path in a.qonnx:
         for b in a.board:
-            r = run_flow(path, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
-                         fifo_depth=a.fifo_depth, golden=a.golden, resolution=a.resolution,
-                         fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None)
+            try:
+                r = run_flow(path, b, a.fps, a.out, codegen=not a.no_codegen, target_cycles=a.target_cycles,
+                             fifo_depth=a.fifo_depth, golden=a.golden, resolution=a.resolution,
+                             fifo_depths=json.loads(Path(a.fifo_depths).read_text()) if a.fifo_depths else None,
+                             folding_config=a.folding_config)
+            except FoldingConfigError as exc:
+                p.exit(2, f"{p.prog}: error: {exc}\n")
             rows.append(r)
             print(json.dumps({k: r[k] for k in ("transform", "board", "max_cycles", "est_fps", "est_fps_at_resolution",
                                                  "resources_total")}))
@@ -804,4 +1148,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    # one module object: FINN's builder imports our steps as licfpga.overlay.finn_flow
+    from licfpga.overlay.finn_flow import main as _main
+    _main()

@@ -405,3 +405,203 @@ def test_fold_for_a_frame_resolution(tmp_path):
     assert r["folding"]["GDN_rtl_0"] == {"PE": 30, "REPLICAS": reps}
     assert r["cycles_per_layer"]["GDN_rtl_0"] <= r["target_cycles_per_frame"]
     assert r["resources_per_layer"]["GDN_rtl_0"]["DSP"] == reps * 36
+
+
+# ---- the flow as a FINN build: folding_config.json, --folding-config (issue 10) ------------
+FOLD_TARGET = 50_000          # cycles/frame of the 64x64 g_a export (the RTL test's folding)
+
+
+def _conv_layers(onnx_path: Path, size: int) -> list[dict]:
+    """Per conv of the exported QONNX (read with onnx, not FINN): MW = k*k*C_in, MH = C_out and
+    the output pixels, from the weight shapes and the conv attributes."""
+    import onnx
+    from onnx import numpy_helper
+    g = onnx.load(str(onnx_path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    prod = {o: n for n in g.node for o in n.output}
+    layers, h = [], size
+    for n in g.node:
+        if n.op_type != "Conv":
+            continue
+        w = n.input[1] if n.input[1] in inits else prod[n.input[1]].input[0]     # behind its weight Quant
+        co, ci, k, _ = inits[w].shape
+        a = {x.name: list(x.ints) for x in n.attribute}
+        h = (h + a["pads"][0] + a["pads"][2] - k) // a["strides"][0] + 1
+        layers.append({"MW": k * k * ci, "MH": co, "pixels": h * h})
+    return layers
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _expected_mvau_folding(mw: int, mh: int, pix: int, target: int, wwidth_max: int = 1024) -> tuple[int, int]:
+    """FINN's SetFolding rule for an MVAU (SIMD first: smallest divisor of MW meeting the target
+    while SIMD*8 weight bits <= mvau_wwidth_max, then PE likewise), then our
+    GuardMVUOutputQueue (SIMD = MW, not a power of two -> next smaller SIMD, PE raised to keep
+    the cycles). Cycles: FINN's MH/PE * MW/SIMD * pixels."""
+    cyc = lambda pe, simd: mh // pe * (mw // simd) * pix      # noqa: E731
+    simd = 1
+    for d in _divisors(mw):
+        if 8 * d > wwidth_max:
+            break
+        simd = d
+        if cyc(1, d) <= target:
+            break
+    pe = next((d for d in _divisors(mh) if cyc(d, simd) <= target), mh)
+    if simd == mw and simd > 1 and simd & (simd - 1):
+        before = cyc(pe, simd)
+        simd = max(d for d in _divisors(mw) if d < mw)
+        pe = next(d for d in _divisors(mh) if d >= pe and cyc(d, simd) <= before)
+    return pe, simd
+
+
+@pytest.fixture(scope="module")
+def folding_builds(tmp_path_factory):
+    """The shipped student's g_a (64x64) through run_flow = FINN's build_dataflow_cfg: (1) the
+    base build for FOLD_TARGET with the golden thresholds; (2) its folding_config.json passed
+    back unchanged to a build for a 10x looser target, (3) that looser target without it;
+    (4) an edit: one MVAU's PE raised to the next divisor of MH; (5) two bad configs."""
+    import torch
+
+    from licfpga.overlay import export_qonnx as E
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("folding")
+    onnx = E.export_transform(E.load_model(qat=str(SHIPPED_QAT)), "g_a", tmp / "g_a.onnx", size=64)
+    stdout = run_finn(
+        "import json\n"
+        "from pathlib import Path\n"
+        "from licfpga.overlay.finn_flow import run_flow\n"
+        f"T, onnx, tmp = {FOLD_TARGET}, {str(onnx)!r}, Path({str(tmp)!r})\n"
+        "kw = dict(codegen=False, verify=False)\n"
+        f"base = run_flow(onnx, 'kv260', out_root=tmp / 'base', target_cycles=T, codegen=False, golden={str(SHIPPED_INT)!r})\n"
+        "fc = tmp / 'base' / 'kv260' / 'g_a' / 'folding_config.json'\n"
+        "conf = json.loads(fc.read_text())\n"
+        "back = run_flow(onnx, 'kv260', out_root=tmp / 'back', target_cycles=10 * T, folding_config=fc, **kw)\n"
+        "auto = run_flow(onnx, 'kv260', out_root=tmp / 'auto', target_cycles=10 * T, **kw)\n"
+        "from qonnx.core.modelwrapper import ModelWrapper\n"
+        "from qonnx.custom_op.registry import getCustomOp\n"
+        "m = ModelWrapper(str(tmp / 'base' / 'kv260' / 'g_a' / 'g_a_final.onnx'))\n"
+        "mv = [n for n in m.graph.node if n.op_type == 'MVAU_rtl']\n"
+        "edited = mv[-1].name\n"
+        "mh, pe = getCustomOp(mv[-1]).get_nodeattr('MH'), conf[edited]['PE']\n"
+        "conf[edited]['PE'] = next(d for d in range(pe + 1, mh + 1) if mh % d == 0)\n"
+        "(tmp / 'edit.json').write_text(json.dumps(conf))\n"
+        "edit = run_flow(onnx, 'kv260', out_root=tmp / 'edit', target_cycles=T, folding_config=tmp / 'edit.json', **kw)\n"
+        "errors = {}\n"
+        "for key, bad in (('unknown', {'MVAU_rtl_99': {'PE': 2}}), ('divides', {edited: {'PE': mh + 1}})):\n"
+        "    (tmp / f'{key}.json').write_text(json.dumps(bad))\n"
+        "    try:\n"
+        "        run_flow(onnx, 'kv260', out_root=tmp / key, target_cycles=T, folding_config=tmp / f'{key}.json', **kw)\n"
+        "        errors[key] = None\n"
+        "    except Exception as exc:\n"
+        "        errors[key] = f'{type(exc).__name__}: {exc}'\n"
+        "print(json.dumps({'base': base, 'back': back, 'auto': auto, 'edit': edit, 'edited': edited, 'errors': errors,"
+        " 'mh': mh}, default=str))", timeout=900)
+    r = json.loads(stdout.strip().splitlines()[-1])
+    r["tmp"], r["onnx"] = tmp, onnx
+    return r
+
+
+def _compute_layers(report: dict) -> dict:
+    """Folding per layer except FINN's width converters (inserted after folding, renumbered)."""
+    return {n: f for n, f in report["folding"].items() if not n.startswith("StreamingDataWidthConverter")}
+
+
+@pytest.mark.slow                    # five FINN builds in .venv-finn (~1 min)
+def test_build_dataflow_folding_cycles_and_thresholds(folding_builds):
+    """run_flow through FINN's build_dataflow_cfg: FINN's SetFolding step + our steps give every
+    MVAU SetFolding's (PE, SIMD) after our output-queue guard and every GDN the smallest PE
+    meeting the target, with FINN's cycle formulas computed here from the exported convs; FINN's
+    own reports (auto_folding_config.json, estimate_layer_cycles.json) agree; the thresholds
+    are proven; every verified step equals the golden model."""
+    r, tmp = folding_builds["base"], folding_builds["tmp"]
+    layers = _conv_layers(folding_builds["onnx"], 64)
+    assert len(layers) == 4
+    fold, cyc = r["folding"], r["cycles_per_layer"]
+    build = tmp / "base" / "kv260" / "g_a"
+    auto = json.loads((build / "report" / "auto_folding_config.json").read_text())       # FINN's SetFolding
+    for i, ly in enumerate(layers):
+        name = f"MVAU_rtl_{i}"
+        pe, simd = _expected_mvau_folding(ly["MW"], ly["MH"], ly["pixels"], FOLD_TARGET)
+        assert (fold[name]["PE"], fold[name]["SIMD"]) == (pe, simd), (name, fold[name], pe, simd)
+        assert cyc[name] == ly["MH"] // pe * (ly["MW"] // simd) * ly["pixels"]
+        if (auto[name]["PE"], auto[name]["SIMD"]) != (pe, simd):        # only the guard changes SetFolding's choice
+            assert auto[name]["SIMD"] == ly["MW"], (name, auto[name])
+        if i < 3:                   # GDN after the first three convs: C*C/PE cycles per pixel
+            c, gname = ly["MH"], f"GDN_rtl_{i}"
+            gpe = next(d for d in _divisors(c) if ly["pixels"] * c * c // d <= FOLD_TARGET)
+            assert fold[gname] == {"PE": gpe, "REPLICAS": 1}
+            assert cyc[gname] == ly["pixels"] * c * c // gpe
+    assert r["max_cycles"] <= FOLD_TARGET
+    # FINN's estimate step ran on the same final model
+    finn_cycles = json.loads((build / "report" / "estimate_layer_cycles.json").read_text())
+    assert finn_cycles == cyc
+    assert r["step_times_s"]["step_target_fps_parallelization"] >= 0 and "step_lic_codegen" in r["step_times_s"]
+    # the written config is FINN's ApplyConfig format and holds the final folding
+    conf = json.loads((build / "folding_config.json").read_text())
+    for name, f in _compute_layers(r).items():
+        assert {k: conf[name][k] for k in f} == f, name
+    # thresholds proven, steps equal to the golden model, as before the builder ran them
+    proof = r["threshold_proof"]
+    assert proof["exact"] and [ly["checked"] for ly in proof["layers"]] == [ly["MH"] * (255 if i < 3 else 254)
+                                                                            for i, ly in enumerate(layers)]
+    verified = [s for s in r["steps"] if "equal_fraction" in s]
+    assert [s["step"] for s in verified] == ["tidy", "qonnx_to_finn", "streamline", "subpixel", "lower", "gdn_to_hw",
+                                             "to_hw"]
+    assert [s["step"] for s in r["steps"][7:]] == ["specialize", "fold", "stitch_prep"]
+    assert next(s for s in verified if s["step"] == "to_hw")["equal_to_golden"] == 1.0
+
+
+@pytest.mark.slow
+def test_folding_config_passed_back_reproduces_the_build(folding_builds):
+    """folding_config.json of a build, passed back unchanged to a build for a 10x looser target,
+    gives the first build's folding, cycles and resources -- not what that target alone gives."""
+    base, back, auto = folding_builds["base"], folding_builds["back"], folding_builds["auto"]
+    assert _compute_layers(auto) != _compute_layers(base)          # the looser target folds differently
+    assert _compute_layers(back) == _compute_layers(base)
+    assert back["cycles_per_layer"] == base["cycles_per_layer"]
+    assert back["resources_total"] == base["resources_total"]
+    assert back["folding_config_applied"].endswith("base/kv260/g_a/folding_config.json")
+    tmp = folding_builds["tmp"]
+    assert (tmp / "back" / "kv260" / "g_a" / "report" / "applied_folding_config.json").is_file()   # FINN's confirmation
+    assert json.loads((tmp / "back" / "kv260" / "g_a" / "folding_config.json").read_text()) == \
+        json.loads((tmp / "base" / "kv260" / "g_a" / "folding_config.json").read_text())
+
+
+@pytest.mark.slow
+def test_edited_folding_config_changes_exactly_that_layer(folding_builds):
+    """One MVAU's PE raised to the next divisor of MH in the config: that layer's folding and its
+    cycles (FINN's MH/PE * MW/SIMD * pixels) change, every other layer keeps its folding and
+    cycles (the user's value wins over the automatic folding)."""
+    base, edit, name = folding_builds["base"], folding_builds["edit"], folding_builds["edited"]
+    layers = _conv_layers(folding_builds["onnx"], 64)
+    ly = layers[int(name.rsplit("_", 1)[1])]
+    b, e = _compute_layers(base), _compute_layers(edit)
+    assert [n for n in b if b[n] != e[n]] == [name]
+    assert e[name]["SIMD"] == b[name]["SIMD"] and e[name]["PE"] > b[name]["PE"] and ly["MH"] % e[name]["PE"] == 0
+    assert edit["cycles_per_layer"][name] == ly["MH"] // e[name]["PE"] * (ly["MW"] // e[name]["SIMD"]) * ly["pixels"]
+    assert edit["cycles_per_layer"][name] < base["cycles_per_layer"][name]
+    others = [n for n in b if n != name]
+    assert all(edit["cycles_per_layer"][n] == base["cycles_per_layer"][n] for n in others)
+
+
+@pytest.mark.slow
+def test_bad_folding_config_one_line_errors(folding_builds):
+    """A config naming a node the graph lacks, or a PE that does not divide the MVAU's output
+    channels: FoldingConfigError naming file, node and numbers (checked before FINN asserts
+    somewhere inside a layer); the command line prints it as one line and exits 2."""
+    err, name, mh = folding_builds["errors"], folding_builds["edited"], folding_builds["mh"]
+    tmp = folding_builds["tmp"]
+    assert err["unknown"].startswith("FoldingConfigError: ") and err["divides"].startswith("FoldingConfigError: "), err
+    assert "'MVAU_rtl_99'" in err["unknown"] and str(tmp / "unknown.json") in err["unknown"]
+    assert "MVAU_rtl_0" in err["unknown"]          # lists the layers it does have
+    assert f"{name}: PE {mh + 1} does not divide MH = {mh}" in err["divides"]
+    r = subprocess.run([str(finn_python()), "-m", "licfpga.overlay.finn_flow", str(folding_builds["onnx"]),
+                        "--target-cycles", str(FOLD_TARGET), "--no-codegen", "--out", str(tmp / "cli"),
+                        "--folding-config", str(tmp / "divides.json")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 2, r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m licfpga.overlay.finn_flow: error: folding config "), lines
+    assert "does not divide" in lines[0]
