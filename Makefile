@@ -83,7 +83,9 @@ TEACHERS := mean-scale-0.0035 mean-scale-0.0067 mean-scale-0.013 mean-scale-0.02
 results: $(STAMP) $(FINN_STAMP)
 	$(PY) -m licfpga.overlay.plan --all --fps 30 --out results/plan
 	for b in kv260 zcu102; do $(MAKE) finn-build BOARD=$$b RESOLUTION=1920x1080 FPS=30 && \
-	  cp $(BUILD_DIR)/$$b/finn_summary.md results/finn/$${b}_1080p30.md || exit 1; done
+	  cp $(BUILD_DIR)/$$b/finn_summary.md results/finn/$${b}_1080p30.md || exit 1; \
+	  for t in g_a h_a h_s g_s; do mkdir -p results/finn/$$b/$$t && \
+	    cp $(BUILD_DIR)/$$b/$$t/folding_config.json results/finn/$$b/$$t/ || exit 1; done; done
 	$(VENV)/bin/licfpga eval --data ../shared/data/kodak --models $(TEACHERS) --out results/kodak
 	if [ -f runs/st-0.013-scratch/final.pt ]; then $(VENV)/bin/licfpga students --out results/students --extra \
 	  "student from scratch (ablation)=0.013:runs/st-0.013-scratch/final.pt" \

@@ -460,8 +460,9 @@ def _expected_mvau_folding(mw: int, mh: int, pix: int, target: int, wwidth_max: 
 def folding_builds(tmp_path_factory):
     """The shipped student's g_a (64x64) through run_flow = FINN's build_dataflow_cfg: (1) the
     base build for FOLD_TARGET with the golden thresholds; (2) its folding_config.json passed
-    back unchanged to a build for a 10x looser target, (3) that looser target without it;
-    (4) an edit: one MVAU's PE raised to the next divisor of MH; (5) two bad configs."""
+    back unchanged to a build for a 10x looser target, (3) that looser target without it, and
+    the base build again from its build_config.json; (4) an edit: one MVAU's PE raised to the
+    next divisor of MH; (5) two bad configs."""
     import torch
 
     from licfpga.overlay import export_qonnx as E
@@ -479,6 +480,10 @@ def folding_builds(tmp_path_factory):
         "conf = json.loads(fc.read_text())\n"
         "back = run_flow(onnx, 'kv260', out_root=tmp / 'back', target_cycles=10 * T, folding_config=fc, **kw)\n"
         "auto = run_flow(onnx, 'kv260', out_root=tmp / 'auto', target_cycles=10 * T, **kw)\n"
+        "from licfpga.overlay.finn_flow import LicfpgaBuildConfig, build\n"
+        "c = LicfpgaBuildConfig.from_json((tmp / 'base' / 'kv260' / 'g_a' / 'build_config.json').read_text())\n"
+        "c.output_dir, c.verify = str(tmp / 'fromjson'), False\n"
+        "fromjson = build(onnx, c)\n"
         "from qonnx.core.modelwrapper import ModelWrapper\n"
         "from qonnx.custom_op.registry import getCustomOp\n"
         "m = ModelWrapper(str(tmp / 'base' / 'kv260' / 'g_a' / 'g_a_final.onnx'))\n"
@@ -496,7 +501,7 @@ def folding_builds(tmp_path_factory):
         "        errors[key] = None\n"
         "    except Exception as exc:\n"
         "        errors[key] = f'{type(exc).__name__}: {exc}'\n"
-        "print(json.dumps({'base': base, 'back': back, 'auto': auto, 'edit': edit, 'edited': edited, 'errors': errors,"
+        "print(json.dumps({'base': base, 'back': back, 'auto': auto, 'fromjson': fromjson, 'edit': edit, 'edited': edited, 'errors': errors,"
         " 'mh': mh}, default=str))", timeout=900)
     r = json.loads(stdout.strip().splitlines()[-1])
     r["tmp"], r["onnx"] = tmp, onnx
@@ -556,7 +561,8 @@ def test_build_dataflow_folding_cycles_and_thresholds(folding_builds):
 @pytest.mark.slow
 def test_folding_config_passed_back_reproduces_the_build(folding_builds):
     """folding_config.json of a build, passed back unchanged to a build for a 10x looser target,
-    gives the first build's folding, cycles and resources -- not what that target alone gives."""
+    gives the first build's folding, cycles and resources -- not what that target alone gives.
+    Its build_config.json (FINN's DataflowBuildConfig as JSON) rebuilds it too."""
     base, back, auto = folding_builds["base"], folding_builds["back"], folding_builds["auto"]
     assert _compute_layers(auto) != _compute_layers(base)          # the looser target folds differently
     assert _compute_layers(back) == _compute_layers(base)
@@ -567,6 +573,9 @@ def test_folding_config_passed_back_reproduces_the_build(folding_builds):
     assert (tmp / "back" / "kv260" / "g_a" / "report" / "applied_folding_config.json").is_file()   # FINN's confirmation
     assert json.loads((tmp / "back" / "kv260" / "g_a" / "folding_config.json").read_text()) == \
         json.loads((tmp / "base" / "kv260" / "g_a" / "folding_config.json").read_text())
+    fromjson = folding_builds["fromjson"]
+    assert _compute_layers(fromjson) == _compute_layers(base) and fromjson["cycles_per_layer"] == base["cycles_per_layer"]
+    assert fromjson["threshold_proof"]["exact"] and fromjson["finn_output_dir"] == str(tmp / "fromjson")
 
 
 @pytest.mark.slow
