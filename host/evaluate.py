@@ -41,11 +41,15 @@ def load_images(folder, limit: int | None = None) -> list[tuple[str, np.ndarray]
 def load_codec(name: str):
     """A float checkpoint (name or path) through :class:`Codec`; an integer artifact
     (``int-*`` or a ``.json`` path) through the torch-free :class:`IntegerCodec`."""
-    from .integer_codec import IntegerCodec
+    from licfpga.model.golden.network import ArtifactError
 
-    if Path(name).suffix == ".json" or Path(name).name.startswith("int-"):
-        return IntegerCodec(name)
-    return Codec.load(resolve_checkpoint(name))
+    from .integer_codec import IntegerCodec, resolve_artifact
+
+    try:                    # an integer artifact of that name or path exists: integer backend
+        art = resolve_artifact(name)
+    except ArtifactError:
+        return Codec.load(resolve_checkpoint(name))
+    return IntegerCodec(art)
 
 
 def curve_label(codec) -> str:
