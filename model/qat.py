@@ -125,6 +125,12 @@ class QuantGDN(nn.Module):
         return self.out_quant(torch.from_numpy(yi.astype(np.float32)) * y.scale)
 
 
+def _noisy(v: torch.Tensor, bound: int) -> torch.Tensor:
+    """The training proxy of rounding for the rate term: ``v`` + U(-1/2, 1/2), inside the
+    int8 narrow range the integer is clamped to."""
+    return v.clamp(-bound, bound) + torch.empty_like(v).uniform_(-0.5, 0.5)
+
+
 def _bottleneck_likelihood(eb: EntropyBottleneck, z: torch.Tensor) -> torch.Tensor:
     """P(z) of integer ``z`` [B, C, H, W] (CompressAI's ``_likelihood`` wants [C, 1, -1])."""
     b, c = z.shape[:2]
@@ -205,13 +211,24 @@ class QuantHyperprior(CompressionModel):
         return STRIDE
 
     def forward(self, x: torch.Tensor) -> dict:
-        y_q = self.g_a(self.x_quant(x))
+        y_float = self.g_a[:-1](self.x_quant(x))
+        y_q = self.g_a[-1](y_float)                     # the int8 latent (scale 1)
         y_hat = _value(y_q)
-        z_hat = _value(self.h_a(self.abs_quant(y_hat.abs())))
+        z_float = self.h_a[:-1](self.abs_quant(y_hat.abs()))
+        z_hat = _value(self.h_a[-1](z_float))
         scales = _value(self.h_s(self.z_in(z_hat)))
         gc, eb = self.gaussian_conditional, self.entropy_bottleneck
-        y_lik = gc.likelihood_lower_bound(gc._likelihood(y_hat, scales))
-        z_lik = eb.likelihood_lower_bound(_bottleneck_likelihood(eb, z_hat))
+        # Training: the rate of y and z is measured on the unrounded value + U(-1/2, 1/2) noise,
+        # as the float model was trained, while synthesis and h_s see the rounded integers
+        # (straight-through). With the rate on the rounded value (gradient ~0 inside a bin), a
+        # channel that float training had parked on a constant drifts to a rounding boundary
+        # and starts costing bits: z cost 4.6x the float student's rate (+10 % bpp in total).
+        y_rate, z_rate = y_hat, z_hat
+        if self.training:
+            y_rate = _noisy(_value(y_float), 127)
+            z_rate = _noisy(_value(z_float), 127)
+        y_lik = gc.likelihood_lower_bound(gc._likelihood(y_rate, scales))
+        z_lik = eb.likelihood_lower_bound(_bottleneck_likelihood(eb, z_rate))
         x_hat = _value(self.g_s(y_q))
         return {"x_hat": x_hat, "likelihoods": {"y": y_lik, "z": z_lik}, "y_hat": y_hat,
                 "z_hat": z_hat, "scales": scales}

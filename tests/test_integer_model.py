@@ -266,6 +266,31 @@ def test_simplified_gdn_student_exports(tmp_path):
     assert (y == o["y_hat"][0].numpy()).mean() >= 0.999
 
 
+def test_qat_training_rate_sees_where_a_latent_sits_in_its_bin():
+    """QAT training measures the rate of z (and y) on the unrounded value + uniform noise, as
+    float training does, so a hyper-latent channel parked inside a rounding bin is pulled
+    towards its density's mode; measured on the rounded integers (straight-through) the rate
+    cannot tell 0.05 from 0.45, and such channels drifted to the bin edge (z cost 4.6x the
+    float student's rate; results/students_campaign). Coding (eval) sees the integers only."""
+    rates = {}
+    for mode in ("train", "eval"):
+        for parked in (0.05, 0.45):
+            q = _small_qat()
+            conv = q.h_a[-2]                         # the last conv; h_a[-1] rounds z to int8
+            with torch.no_grad():
+                # channel 0 of z: ~constant, rounds to 0 (weights scaled down, not zeroed: the
+                # int32 bias is quantised in the channel's weight scale, which must stay > 0)
+                conv.weight[0].mul_(1e-4)
+                conv.bias[0] = parked
+            q.train(mode == "train")
+            torch.manual_seed(1)                     # the same noise draw for both
+            out = q(torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2)))
+            assert torch.all(out["z_hat"][:, 0] == 0)
+            rates[mode, parked] = -out["likelihoods"]["z"][:, 0].log2().sum().item()
+    assert rates["eval", 0.05] == rates["eval", 0.45]
+    assert abs(rates["train", 0.05] - rates["train", 0.45]) > 1e-3 * rates["train", 0.05]
+
+
 def test_qat_checkpoint_round_trip(artifact, tmp_path):
     from licfpga.model.qat import load_qat, save_qat
 
