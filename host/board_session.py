@@ -76,8 +76,13 @@ class OverlaySession:
         from .integer_codec import FpgaIntegerCodec
 
         if tile is None:                 # the overlay's frame in pixels: g_a's input, g_s's output
-            side = "input" if self.description["transform"] == "g_a" else "output"
-            _, h, w, _ = self.description["io"][side]["shape"]
+            d = self.description
+            if "transforms" in d:        # format 2: the encoder's RGB in ("x") or the decoder's out ("x_hat")
+                px = {s["name"]: s for side in ("in", "out") for s in d["streams"][side]}
+                _, h, w, _ = (px.get("x") or px["x_hat"])["shape"]
+            else:
+                side = "input" if d["transform"] == "g_a" else "output"
+                _, h, w, _ = d["io"][side]["shape"]
             tile = w if w == h else (w, h)
         return FpgaIntegerCodec(artifact or self.artifact, overlay=str(self.bitfile), tile=tile, pynq=self.pynq)
 

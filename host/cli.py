@@ -203,7 +203,7 @@ def _cmd_compress(a) -> int:
 
     def one(src, dst):
         n, (h, w) = codec.compress_file(src, dst, max_pixels=a.max_pixels)
-        where = f", g_a on the FPGA for {codec.fpga_tiles} tiles, CPU {codec.cpu_tiles}" if a.backend == "fpga" else ""
+        where = f", {codec.transform} on the FPGA for {codec.fpga_tiles} tiles, CPU {codec.cpu_tiles}" if a.backend == "fpga" else ""
         return (f"{src} -> {dst}: {n} bytes, {8 * n / (h * w):.4f} bpp, "
                 f"{codec.timing.encode_ms:.0f} ms ({codec.name}{where})")
 

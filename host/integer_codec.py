@@ -146,15 +146,24 @@ class IntegerCodec(BaseCodec):
         """(y, z) of a padded tile; the FPGA backend runs g_a on the overlay instead."""
         return self.model.analysis(rgb)
 
+    def _encoder_transforms(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y, z, scale codes) of a padded tile; an FPGA encoder design computes all three."""
+        y, z = self._analysis(rgb)
+        return y, z, self.model.scale_codes(z)
+
+    def _scale_codes(self, z: np.ndarray) -> np.ndarray:
+        """h_s of a decoded z; a decoder design runs it on the FPGA instead."""
+        return self.model.scale_codes(z)
+
     def _compress_tile(self, crop: np.ndarray, streams: int) -> Tile:
-        y, z = self._analysis(self._pad(np.ascontiguousarray(crop)))
+        y, z, codes = self._encoder_transforms(self._pad(np.ascontiguousarray(crop)))
         for name, lat in (("y", y), ("z", z)):
             # a fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
             # results/faults/) would be coded and then refused by every decoder: refuse it here
             if not _narrow(lat):
                 raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
                                  "impossible value (hardware fault?); no file written")
-        idx = self.model.scale_indexes(self.model.scale_codes(z))
+        idx = self.model.scale_indexes(codes)
         y_str = encode_streams(self.y_coder, y, idx, streams, self._pool)      # S streams of y
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
         return Tile(tuple(int(s) for s in z.shape[1:]), [*map(bytes, y_str), bytes(z_str)], _index_crc(idx))
@@ -167,7 +176,7 @@ class IntegerCodec(BaseCodec):
         zshape = (self.model.z_channels, zh, zw)
         z_sym = self.z_coder.decode(t.payloads[streams], self._z_indexes(zshape))    # ValueError if malformed
         z = z_sym.astype(np.int64).reshape(zshape) + self._z_median[:, None, None]
-        idx = self.model.scale_indexes(self.model.scale_codes(z))
+        idx = self.model.scale_indexes(self._scale_codes(z))
         # int32 as decoded (the transforms widen to int64 themselves; the DMA packs int32)
         y = decode_streams(self.y_coder, t.payloads[:streams], idx, self._pool).reshape(self.model.M, 4 * zh, 4 * zw)
         if not _narrow(y):
@@ -181,22 +190,28 @@ class IntegerCodec(BaseCodec):
 
 
 class FpgaIntegerCodec(IntegerCodec):
-    """``--backend fpga``: the integer codec with one transform on the FPGA overlay, through
-    the PYNQ driver (:class:`licfpga.host.pynq_driver.StreamAccelerator`): g_a (an encoder
-    overlay: ``compress``) or g_s (a decoder overlay: ``decompress``).
+    """``--backend fpga``: the integer codec with the transforms of an FPGA overlay run on it,
+    through the PYNQ driver (:mod:`licfpga.host.pynq_driver`). The overlay is either
+
+    * one transform (``overlay.json`` format 1, :class:`~licfpga.host.pynq_driver.StreamAccelerator`):
+      g_a (an encoder overlay: ``compress``) or g_s (a decoder overlay: ``decompress``); or
+    * a whole side (format 2, :class:`~licfpga.host.pynq_driver.MultiStreamAccelerator`): the
+      encoder design (g_a, h_a, h_s: ``compress`` gets y, z and the scale codes from the FPGA,
+      the PS only entropy-codes) or the decoder design (``decompress`` runs h_s on the decoded z,
+      then g_s on the decoded y hat).
 
     ``overlay``: the bitstream (``licfpga.bit``; ``licfpga.hwh`` and ``overlay.json`` --
     written by ``licfpga.overlay.vivado`` -- beside it). The overlay must compute this very
     artifact (``overlay.json``'s golden digest), since its thresholds were proven equal to
     it: files and pixels are then byte-identical to ``--backend integer``. A tile whose size
     is not the overlay's frame (it is compiled for one frame size) runs the transform on the
-    CPU instead, with the same result; ``fpga_tiles`` / ``cpu_tiles`` count them.
+    CPU instead, with the same result; ``fpga_tiles`` / ``cpu_tiles`` count them (per tile).
     ``pynq``: the module with PYNQ's API (default ``import pynq``; tests pass cocotbpynq).
     """
 
     def __init__(self, artifact, overlay="licfpga.bit", tile=DEFAULT_TILE, progress: bool = False,
                  pynq=None, streams: int | None = None, threads: int | None = None):
-        from .pynq_driver import StreamAccelerator, read_overlay_description
+        from .pynq_driver import FORMAT_V2, MultiStreamAccelerator, Stream, StreamAccelerator, read_overlay_description
 
         super().__init__(artifact, tile=tile, progress=progress, streams=streams, threads=threads)
         desc_path = Path(overlay).with_name("overlay.json")
@@ -204,55 +219,122 @@ class FpgaIntegerCodec(IntegerCodec):
             raise ArtifactError(f"{desc_path} missing: copy the overlay.json written by "
                                 "`python -m licfpga.overlay.vivado` beside the bitstream")
         desc = read_overlay_description(desc_path)        # every key checked: one clear error
-        self.transform = desc.get("transform")
-        if self.transform not in ("g_a", "g_s"):
-            raise ArtifactError(f"{overlay} runs {self.transform!r}; the fpga backend takes g_a or g_s overlays")
+        self.v2 = desc.get("format") == FORMAT_V2
+        self.transforms = tuple(desc["transforms"]) if self.v2 else (desc.get("transform"),)
+        self.transform = "+".join(self.transforms)       # for messages and the CLI
         golden = desc.get("golden") or {}
         if golden.get("digest") != self.weights_hash.hex():
             raise ArtifactError(f"{overlay} was built from {golden.get('name', 'an unknown artifact')}, not "
                                 f"{self.path.stem}: its numbers would differ (pass that artifact with --model)")
-        fin, fout = desc["io"]["input"], desc["io"]["output"]
-        self.frame = tuple(fin["shape"][1:3])           # NHWC input rows, columns
-        self.accelerator = StreamAccelerator(overlay, fin["shape"][1:], _np_dtype(fin["datatype"]),
-                                             fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq,
-                                             fps=desc.get("est_fps"))     # the DMA deadline
         self.fpga_tiles = self.cpu_tiles = 0
+        if not self.v2:
+            if self.transform not in ("g_a", "g_s"):
+                raise ArtifactError(f"{overlay} runs {self.transform!r}; the fpga backend takes g_a or g_s overlays")
+            fin, fout = desc["io"]["input"], desc["io"]["output"]
+            self.frame = tuple(fin["shape"][1:3])           # NHWC input rows, columns
+            self.accelerator = StreamAccelerator(overlay, fin["shape"][1:], _np_dtype(fin["datatype"]),
+                                                 fout["shape"][1:], _np_dtype(fout["datatype"]), pynq=pynq,
+                                                 fps=desc.get("est_fps"))     # the DMA deadline
+            return
+        by_name = {s["name"]: s for d in ("in", "out") for s in desc["streams"][d]}
+        stream = lambda n: Stream(n, tuple(by_name[n]["shape"][1:]), _np_dtype(by_name[n]["datatype"]),  # noqa: E731
+                                  by_name[n]["dma"])
+        pipes = [(p["transforms"], [stream(n) for n in p["in"]], [stream(n) for n in p["out"]]) for p in desc["pipelines"]]
+        # the pipelines this codec uses, by their transforms; each needs its streams' roles
+        roles = {("g_a", "h_a", "h_s"): ((V2_ENCODER_IN,), V2_ENCODER_OUT), ("h_s",): (("z",), ("scale_codes",)),
+                 ("g_s",): (("y_hat",), ("x_hat",))}
+        self.pipes = {}
+        for tr, ins, outs in pipes:
+            want = roles.get(tuple(tr))
+            if want is None or tuple(s.name for s in ins) != want[0] or tuple(s.name for s in outs) != want[1]:
+                raise ArtifactError(f"{overlay}: a pipeline of {tr} from {[s.name for s in ins]} to "
+                                    f"{[s.name for s in outs]}; the fpga backend runs g_a+h_a+h_s (x -> y, z, "
+                                    "scale_codes), h_s (z -> scale_codes) and g_s (y_hat -> x_hat)")
+            self.pipes[tr[0] if len(tr) == 1 else "encoder"] = (ins, outs)
+        self.accelerator = MultiStreamAccelerator(overlay, [(ins, outs) for _, ins, outs in pipes], pynq=pynq,
+                                                  fps=desc.get("est_fps"))
+        # the frame (rows, columns) each pipeline's first input is compiled for
+        self.frames = {k: tuple(ins[0].shape[:2]) for k, (ins, _) in self.pipes.items()}
+        # the tile size in pixels that runs on the FPGA: the encoder's RGB in, the decoder's RGB out
+        px = self.pipes["encoder"][0][0] if "encoder" in self.pipes else self.pipes.get("g_s", (None, [None]))[1][0]
+        self.frame = tuple(px.shape[:2]) if px is not None else None
 
-    def _on_fpga(self, transform: str, hw: tuple) -> bool:
-        if self.transform != transform:
-            raise ArtifactError(f"this overlay runs {self.transform}: use it to "
-                                f"{'compress' if self.transform == 'g_a' else 'decompress'}")
-        ok = tuple(hw) == self.frame
+    def _count(self, ok: bool) -> bool:
         if ok:
             self.fpga_tiles += 1
         else:
             self.cpu_tiles += 1
         return ok
 
+    def _on_fpga(self, transform: str, hw: tuple) -> bool:
+        if self.transform != transform:
+            raise ArtifactError(f"this overlay runs {self.transform}: use it to "
+                                f"{'compress' if self.transform == 'g_a' else 'decompress'}")
+        return self._count(tuple(hw) == self.frame)
+
+    def _pipe(self, key: str, hw: tuple) -> bool:
+        """Whether pipeline ``key`` of a format-2 overlay takes a frame of ``hw`` (rows, columns)."""
+        if key not in self.pipes:
+            raise ArtifactError(f"this overlay runs {self.transform}: use it to "
+                                f"{'decompress' if key == 'encoder' else 'compress'}")
+        return tuple(hw) == self.frames[key]
+
     def _pad(self, crop: np.ndarray) -> np.ndarray:
-        """A tile of the g_a overlay's frame size is padded straight into the DMA send buffer
-        (:func:`_pad_into`, the same pixels as :func:`pad_to_stride`): the frame is copied
-        once, not padded into a new array and then copied into the buffer."""
+        """A tile of the encoder overlay's frame size is padded straight into the DMA send
+        buffer (:func:`_pad_into`, the same pixels as :func:`pad_to_stride`): the frame is
+        copied once, not padded into a new array and then copied into the buffer."""
         h, w = crop.shape[:2]
-        buf = self.accelerator.input_frame
-        if (self.transform != "g_a" or (h + (-h) % self.stride, w + (-w) % self.stride) != self.frame
+        if self.v2:
+            buf = self.accelerator.input_frame(V2_ENCODER_IN) if "encoder" in self.pipes else None
+        else:
+            buf = self.accelerator.input_frame if self.transform == "g_a" else None
+        if (buf is None or (h + (-h) % self.stride, w + (-w) % self.stride) != buf.shape[:2]
                 or crop.dtype != buf.dtype or buf.shape[2:] != crop.shape[2:]):
             return super()._pad(crop)
         return _pad_into(buf, crop)
 
     def _analysis(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.v2:                      # a whole-side overlay: _encoder_transforms chose the CPU
+            return self.model.analysis(rgb)
         if not self._on_fpga("g_a", rgb.shape[:2]):
             return self.model.analysis(rgb)
         # NHWC (a view of the receive buffer) -> [M, h, w] int32, in the one copy out of it
         y = np.ascontiguousarray(np.moveaxis(self.accelerator.run(rgb, copy=False), -1, 0), dtype=np.int32)
         return y, self.model.run_transform("h_a", y)
 
+    def _encoder_transforms(self, rgb: np.ndarray):
+        if not self.v2:
+            return super()._encoder_transforms(rgb)
+        if not self._count(self._pipe("encoder", rgb.shape[:2])):
+            return super()._encoder_transforms(rgb)
+        out = self.accelerator.run({V2_ENCODER_IN: rgb}, copy=False)
+        # NHWC views of the receive buffers -> [C, h, w], each in the one copy out of them
+        y, z, codes = (np.ascontiguousarray(np.moveaxis(out[n], -1, 0), dtype=np.int32) for n in V2_ENCODER_OUT)
+        return y, z, codes
+
+    def _scale_codes(self, z: np.ndarray) -> np.ndarray:
+        if not self.v2:
+            return super()._scale_codes(z)
+        if not self._pipe("h_s", z.shape[1:]):
+            return super()._scale_codes(z)
+        out = self.accelerator.run({"z": np.moveaxis(z, 0, -1)}, copy=False)
+        return np.ascontiguousarray(np.moveaxis(out["scale_codes"], -1, 0), dtype=np.int64)
+
     def _synthesis(self, y: np.ndarray) -> np.ndarray:
+        if self.v2:
+            if not self._count(self._pipe("g_s", y.shape[1:])):
+                return self.model.synthesis(y)
+            # the RGB out is a view of the receive buffer, which _decode_tiles copies out before the next tile
+            return self.accelerator.run({"y_hat": np.moveaxis(y, 0, -1)}, copy=False)["x_hat"].astype(np.uint8, copy=False)
         if not self._on_fpga("g_s", y.shape[1:]):
             return self.model.synthesis(y)
         # [M, h, w] -> NHWC in the one copy into the send buffer; the RGB out is a view of the
         # receive buffer, which _decode_tiles copies into the image before the next tile
         return self.accelerator.run(np.moveaxis(y, 0, -1), copy=False).astype(np.uint8, copy=False)
+
+
+# the stream names of a format-2 overlay the fpga backend runs (overlay/vivado.py writes them)
+V2_ENCODER_IN, V2_ENCODER_OUT = "x", ("y", "z", "scale_codes")
 
 
 def _narrow(lat: np.ndarray) -> bool:

@@ -71,6 +71,44 @@ def overlay_description(build: dict, transform: str) -> dict:
             "est_fps": build.get("est_fps")}
 
 
+# format 2: a whole-side design (overlay/accel_top.py's accel.json). Stream names (what the
+# driver and FpgaIntegerCodec use) by port; stream k (s_axis_k / m_axis_k) goes through DMA
+# dma_k (its MM2S / S2MM channel): encoder dma_0 = RGB in + y out, dma_1 = z out, dma_2 =
+# scale codes out (S2MM only); decoder dma_0 = z in + scale codes out, dma_1 = y hat in + RGB out
+V2_STREAMS = {"encoder": {"s_axis_0": "x", "m_axis_0": "y", "m_axis_1": "z", "m_axis_2": "scale_codes"},
+              "decoder": {"s_axis_0": "z", "m_axis_0": "scale_codes", "s_axis_1": "y_hat", "m_axis_1": "x_hat"}}
+# what one run sends and receives: the encoder is one pipeline, the decoder two independent ones
+V2_PIPELINES = {"encoder": [{"transforms": ["g_a", "h_a", "h_s"], "in": ["x"], "out": ["y", "z", "scale_codes"]}],
+                "decoder": [{"transforms": ["h_s"], "in": ["z"], "out": ["scale_codes"]},
+                            {"transforms": ["g_s"], "in": ["y_hat"], "out": ["x_hat"]}]}
+
+
+def stream_dma(port: str) -> str:
+    """The DMA of stream ``port`` (s_axis_k / m_axis_k -> dma_k)."""
+    return "dma_" + port.rsplit("_", 1)[1]
+
+
+def overlay_description_v2(accel: dict, builds: dict) -> dict:
+    """``overlay.json`` (format 2) of a whole-encoder / whole-decoder design: ``accel`` is
+    overlay/accel_top.py's accel.json, ``builds`` transform -> its FINN ``estimates.json``
+    (the golden artifact, board and clock; every transform must share one artifact)."""
+    side = accel["side"]
+    golden = {json.dumps(b.get("golden"), sort_keys=True) for b in builds.values()}
+    if len(golden) != 1:
+        raise ValueError(f"the {side} transforms were built from different artifacts: {sorted(golden)}")
+    any_build = next(iter(builds.values()))
+    clk_ns = any_build.get("clk_ns")
+    names = V2_STREAMS[side]
+    streams = {d: [{"name": names[s["port"]], "port": s["port"], "tensor": s["tensor"], "shape": s["shape"],
+                    "datatype": s["datatype"], "dma": stream_dma(s["port"]), "stream_width": s["stream_width"],
+                    "beats_per_frame": s["beats_per_frame"]} for s in accel["streams"][d]] for d in ("in", "out")}
+    return {"format": "licfpga-overlay/2", "side": side, "top": accel["top"],
+            "transforms": list(accel["transforms"]), "streams": streams, "pipelines": V2_PIPELINES[side],
+            "golden": any_build.get("golden"), "board": any_build.get("board"), "clk_ns": clk_ns,
+            # the pipelines run concurrently: the slowest layer of any sets the frame interval
+            "est_fps": 1e9 / (clk_ns * accel["max_exp_cycles"]) if clk_ns and accel.get("max_exp_cycles") else None}
+
+
 def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
     """The board's parameters as Tcl ``set`` commands."""
     ps, dma = board["ps"], board["dma"]
