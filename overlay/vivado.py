@@ -109,8 +109,22 @@ def overlay_description_v2(accel: dict, builds: dict) -> dict:
             "est_fps": 1e9 / (clk_ns * accel["max_exp_cycles"]) if clk_ns and accel.get("max_exp_cycles") else None}
 
 
-def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
-    """The board's parameters as Tcl ``set`` commands."""
+def dma_plan(board: dict, out_beats: int = 0, accel: dict | None = None) -> list[tuple]:
+    """The block design's DMAs: (name, cell suffix, accelerator input port or "", output
+    port, output beats per frame). One transform: one DMA ``dma`` (FINN's stitched IP's
+    ports, ``out_beats`` from its build); a whole-side design (``accel``: accel.json): stream
+    k through ``dma_k`` (:func:`stream_dma`), the encoder's dma_1 / dma_2 S2MM only."""
+    if accel is None:
+        acc = board.get("accelerator", {})
+        return [("dma", "", acc.get("s_axis", "s_axis_0"), acc.get("m_axis", "m_axis_0"), out_beats)]
+    ins = {stream_dma(s["port"]): s["port"] for s in accel["streams"]["in"]}
+    return [(stream_dma(s["port"]), "_" + stream_dma(s["port"]).split("_")[1], ins.get(stream_dma(s["port"]), ""),
+             s["port"], int(s["beats_per_frame"])) for s in accel["streams"]["out"]]
+
+
+def board_tcl(board: dict, jobs: int, out_beats: int = 0, accel: dict | None = None) -> str:
+    """The board's parameters as Tcl ``set`` commands; ``accel``: a whole-side design's
+    accel.json (overlay/accel_top.py, in ``<board dir>/<side>/``), else FINN's stitched IP."""
     ps, dma = board["ps"], board["dma"]
     conns = " ".join(f"{k} {v}" for k, v in board.get("board_connections", {}).items())
     ps_cfg = " \\\n    ".join(f"{k} {tcl_quote(v)}" for k, v in ps["config"].items())
@@ -147,6 +161,12 @@ def board_tcl(board: dict, jobs: int, out_beats: int = 0) -> str:
               "set proj_dir [file join $here vivado_project]",
               "set out_dir [file join $here deploy]"]
     lines.append(f"set ps_config [list \\\n    {ps_cfg}]")
+    # one {name suffix in_port out_port out_beats} per DMA (build_overlay.tcl's streams)
+    lines.append("set accel_dmas [list " + " ".join("[list " + " ".join(tcl_quote(v) for v in d) + "]"
+                                                      for d in dma_plan(board, out_beats, accel)) + "]")
+    side = accel["side"] if accel else ""
+    lines.append(f"set accel_top {tcl_quote(accel['top'] if accel else '')}")
+    lines.append(f"set accel_filelist [file join $here {tcl_quote(side)} filelist.f]")
     return "\n".join(lines) + "\n"
 
 
@@ -154,18 +174,36 @@ VIVADO_COMMAND = ["vivado", "-mode", "batch", "-nojournal", "-log", "vivado.log"
                   "-source", "build_overlay.tcl", "-tclargs", "board.tcl"]   # run in the board dir
 
 
-def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = "g_a") -> Path:
+def side_design(build_dir: Path, board: str, side: str) -> dict:
+    """accel.json of the whole-side design in ``<build_dir>/<board>/<side>/`` (written there by
+    ``python -m licfpga.overlay.accel_top <side> ... --out <that dir>``)."""
+    f = Path(build_dir) / board / side / "accel.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{f} missing: run python -m licfpga.overlay.accel_top {side} ... --out {f.parent}")
+    return json.loads(f.read_text())
+
+
+def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = "g_a", side: str | None = None) -> Path:
     """Write board.tcl, build_overlay.tcl, axis_frame_tlast.sv and run_vivado.sh; return the
-    board directory. ``transform``: the FINN build whose stitched IP is the accelerator."""
+    board directory. ``transform``: the FINN build whose stitched IP is the accelerator; or
+    ``side`` ("encoder" / "decoder"): the whole-side design of :func:`side_design` (overlay.json
+    format 2, one DMA per stream pair)."""
     d = Path(build_dir) / board["name"]
     d.mkdir(parents=True, exist_ok=True)
-    build = finn_build(build_dir, board["name"], transform)
-    # beats per output frame for the TLAST counter (0 until the FINN step has run)
-    out_beats = int(build.get("output_stream", {}).get("beats_per_frame", 0))
-    (d / "board.tcl").write_text(board_tcl(board, jobs, out_beats))
-    if build:
+    if side:
+        accel = side_design(build_dir, board["name"], side)
+        builds = {t: finn_build(build_dir, board["name"], t) for t in accel["transforms"]}
+        (d / "board.tcl").write_text(board_tcl(board, jobs, accel=accel))
+        desc = overlay_description_v2(accel, builds) if all(builds.values()) else None
+    else:
+        build = finn_build(build_dir, board["name"], transform)
+        # beats per output frame for the TLAST counter (0 until the FINN step has run)
+        out_beats = int(build.get("output_stream", {}).get("beats_per_frame", 0))
+        (d / "board.tcl").write_text(board_tcl(board, jobs, out_beats))
+        desc = overlay_description(build, transform) if build else None
+    if desc:
         (d / "deploy").mkdir(exist_ok=True)
-        (d / "deploy" / "overlay.json").write_text(json.dumps(overlay_description(build, transform), indent=1))
+        (d / "deploy" / "overlay.json").write_text(json.dumps(desc, indent=1))
     shutil.copyfile(TCL_SOURCE, d / "build_overlay.tcl")
     shutil.copyfile(TLAST_RTL, d / TLAST_RTL.name)
     script = d / "run_vivado.sh"
@@ -177,27 +215,37 @@ def write_project(board: dict, build_dir: Path, jobs: int = 2, transform: str = 
     return d
 
 
-def shim_props(board: dict, build: dict) -> str:
+def shim_props(board: dict, build: dict, accel: dict | None = None) -> str:
     """Values the dry run's ``get_property`` returns for the stream widths (bytes) that
     build_overlay.tcl compares to place width converters: the DMA side from the board file,
-    the accelerator side from the FINN build (FINN pads stream widths to whole bytes)."""
-    acc = board.get("accelerator", {})
+    the accelerator side from the FINN build (FINN pads stream widths to whole bytes) or from
+    a whole-side design's accel.json."""
     dma_b = int(board["dma"]["stream_data_width"]) // 8
-    in_b = -(-int(build.get("input_stream", {}).get("width_bits", 8)) // 8)
-    out_b = -(-int(build.get("output_stream", {}).get("width_bits", 8)) // 8)
-    rows = [("dma/M_AXIS_MM2S", dma_b), ("dma/S_AXIS_S2MM", dma_b),
-            (f"accel/{acc.get('s_axis', 's_axis_0')}", in_b), (f"accel/{acc.get('m_axis', 'm_axis_0')}", out_b),
-            ("tlast/m_axis", out_b)]
+    if accel is None:
+        width = {"in": build.get("input_stream", {}).get("width_bits", 8),
+                 "out": build.get("output_stream", {}).get("width_bits", 8)}
+        ports = dict(zip(("in", "out"), dma_plan(board)[0][2:4]))
+        width = {ports[k]: v for k, v in width.items()}
+    else:
+        width = {s["port"]: s["stream_width"] for d in ("in", "out") for s in accel["streams"][d]}
+    rows = []
+    for name, sfx, in_port, out_port, _ in dma_plan(board, accel=accel):
+        out_b = -(-int(width[out_port]) // 8)
+        rows += [(f"{name}/M_AXIS_MM2S", dma_b), (f"{name}/S_AXIS_S2MM", dma_b)]
+        rows += [(f"accel/{in_port}", -(-int(width[in_port]) // 8))] if in_port else []
+        rows += [(f"accel/{out_port}", out_b), (f"tlast{sfx}/m_axis", out_b)]
     return "".join(f"prop {{CONFIG.TDATA_NUM_BYTES {pin}}} {v}\n" for pin, v in rows)
 
 
-def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None, whs: str | None = None):
+def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None, whs: str | None = None,
+            side: str | None = None):
     """Recorded dry run of ``run_vivado.sh`` in ``d/dry_run/`` (a copy of the project files, so
     the shim's placeholder bitstream never lands in ``d/deploy``): ``vivado`` is the shim
     (vivado/shim/vivado), the accelerator IP is ``dry_run/stitched_ip`` (made by the FINN
     step's own dry run, :mod:`licfpga.overlay.finn_stitch`, whose recorded commands
     ``dry_run/finn_stitch_commands.log`` come first in the log). ``wns``/``whs``: the worst
-    slack the shim reports (default 0.0). Returns (exit status, log path, last output line)."""
+    slack the shim reports (default 0.0). ``side``: a whole-side design (its file list, in
+    ``d/<side>/``, copied along). Returns (exit status, log path, last output line)."""
     d = Path(d).resolve()                     # the shim runs in dry_run/: absolute paths
     dr = d / "dry_run"
     dr.mkdir(exist_ok=True)
@@ -208,11 +256,16 @@ def dry_run(d: Path, board: dict, transform: str = "g_a", wns: str | None = None
     if (d / "deploy" / "overlay.json").is_file():
         (dr / "deploy").mkdir()
         shutil.copyfile(d / "deploy" / "overlay.json", dr / "deploy" / "overlay.json")
+    accel = None
+    if side:
+        accel = side_design(d.parent, board["name"], side)
+        (dr / side).mkdir(exist_ok=True)
+        shutil.copyfile(d / side / "filelist.f", dr / side / "filelist.f")
     build = finn_build(d.parent, board["name"], transform)
-    (dr / "shim_props.tcl").write_text(shim_props(board, build))
+    (dr / "shim_props.tcl").write_text(shim_props(board, build, accel))
     log = dr / "vivado_commands.log"
     finn_log = dr / "finn_stitch_commands.log"
-    log.write_text(DRY_RUN_LABEL + f"# board {board['name']}, transform {transform}\n"
+    log.write_text(DRY_RUN_LABEL + f"# board {board['name']}, {'design ' + side if side else 'transform ' + transform}\n"
                    + (finn_log.read_text() if finn_log.is_file() else
                       "# (no FINN stitched-IP dry run in dry_run/: python -m licfpga.overlay.finn_stitch)\n"))
     env = dict(os.environ, LICFPGA_SHIM_LOG=str(log), LICFPGA_SHIM_PROPS=str(dr / "shim_props.tcl"),
@@ -237,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     ap.add_argument("--transform", default="g_a", choices=["g_a", "h_a", "h_s", "g_s"],
                     help="the FINN build (overlay/build/<board>/<transform>) that is the accelerator")
+    ap.add_argument("--side", choices=["encoder", "decoder"],
+                    help="instead: the whole-side design of overlay/accel_top.py in overlay/build/<board>/<side> "
+                         "(overlay.json format 2, one DMA per stream pair)")
     return ap
 
 
@@ -247,7 +303,11 @@ def main(argv=None) -> int:
     except BoardError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    d = write_project(board, args.build_dir, args.jobs, args.transform)
+    try:
+        d = write_project(board, args.build_dir, args.jobs, args.transform, args.side)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cmd = VIVADO_COMMAND
     print(f"wrote {d}/board.tcl, build_overlay.tcl, run_vivado.sh")
     if shutil.which("vivado") is None:
@@ -259,7 +319,7 @@ def main(argv=None) -> int:
         if shutil.which("tclsh") is None:
             print("tclsh is not installed either (make tclsh): no dry run.", file=sys.stderr)
             return EXIT_NO_VIVADO
-        rc, log, last = dry_run(d, board, args.transform)
+        rc, log, last = dry_run(d, board, args.transform, side=args.side)
         if rc != 0:
             print(f"dry run FAILED (the Tcl stopped; it would stop in Vivado too): {last}\n"
                   f"  recorded commands: {log}", file=sys.stderr)

@@ -286,3 +286,59 @@ def test_committed_dry_run_log_matches_todays_tcl(tmp_path):
     def norm(cmds, root):
         return [[w.replace(root, "<board>") for w in c] for c in cmds]
     assert norm(_commands(log.read_text()), str(d.resolve())) == norm(old, "overlay/build/kv260")
+
+
+def _fake_side(build, side, board="kv260"):
+    """A whole-side design as overlay/accel_top.py leaves it in <board>/<side>/ (accel.json,
+    filelist.f naming one existing file) and the FINN estimates of its transforms."""
+    import json
+
+    from .test_overlay_v2 import _accel
+
+    accel = _accel(side, 48, 30)
+    d = build / board / side
+    d.mkdir(parents=True)
+    (d / f"{side}_top.sv").write_text(f"module {side}_top; endmodule\n")
+    (d / "filelist.f").write_text(str((d / f"{side}_top.sv").resolve()) + "\n")
+    (d / "accel.json").write_text(json.dumps(accel))
+    for t in accel["transforms"]:
+        (build / board / t).mkdir(parents=True, exist_ok=True)
+        (build / board / t / "estimates.json").write_text(json.dumps(
+            {"golden": {"name": "int-x", "digest": "ab"}, "board": board, "clk_ns": 5.0}))
+    return accel
+
+
+@pytest.mark.parametrize("side", ["encoder", "decoder"])
+def test_dry_run_whole_side_design(side, tmp_path, monkeypatch, capsys):
+    """--side encoder / decoder: overlay.json format 2 in deploy/ (what the driver reads), the
+    design's RTL as a module reference, one AXI DMA per stream pair (the encoder's dma_1 and
+    dma_2 S2MM only), a TLAST counter with that stream's beats on every output, every DMA
+    channel on the memory SmartConnect and the interrupt concat; the dry run ends cleanly."""
+    require(TCLSH is not None, "tclsh not installed (make tclsh)")
+    from licfpga.host.pynq_driver import read_overlay_description
+
+    build = tmp_path / "build"
+    accel = _fake_side(build, side)
+    _tclsh_only_path(monkeypatch, tmp_path)
+    assert vivado.main(["--board", "kv260", "--build-dir", str(build), "--side", side]) == vivado.EXIT_NO_VIVADO
+    d = (build / "kv260").resolve()
+    desc = read_overlay_description(d / "deploy" / "overlay.json")
+    assert desc["format"] == "licfpga-overlay/2" and desc["transforms"] == list(accel["transforms"])
+    text = (d / "dry_run" / "vivado_commands.log").read_text()
+    assert text.rstrip().endswith("# ---- exit 0"), text[-800:]
+    cmds = _commands(text)
+    outs = accel["streams"]["out"]
+    dmas = [c[-1] for c in cmds if c[:4] == ["create_bd_cell", "-type", "ip", "-vlnv"] and "axi_dma" in c[4]]
+    assert dmas == [f"dma_{k}" for k in range(len(outs))]
+    s2mm_only = [c[-1] for c in cmds if c[:2] == ["set_property", "-dict"] and "CONFIG.c_include_mm2s" in c[2]]
+    assert s2mm_only == (["dma_1", "dma_2"] if side == "encoder" else [])
+    assert ["create_bd_cell", "-type", "module", "-reference", f"{side}_top", "accel"] in cmds
+    assert not any(c[:2] == ["set_property", "ip_repo_paths"] for c in cmds)       # no FINN IP needed
+    beats = [c[2] for c in cmds if c[:2] == ["set_property", "-dict"] and "CONFIG.BEATS" in c[2]]
+    assert [int(b.split()[1]) for b in beats] == [s["beats_per_frame"] for s in outs]
+    n_chan = len(outs) + len(accel["streams"]["in"])
+    assert any(c[:2] == ["set_property", "-dict"] and f"CONFIG.NUM_SI {n_chan} " in c[2] + " " for c in cmds)
+    assert ["set_property", "CONFIG.NUM_PORTS", str(n_chan), "irq"] in cmds
+    for k in range(len(outs)):          # every output through its own TLAST counter to its DMA's S2MM
+        assert ["connect_bd_intf_net", f"accel/m_axis_{k}", f"tlast_{k}/s_axis"] in cmds
+        assert ["connect_bd_intf_net", f"dw_out_{k}/M_AXIS", f"dma_{k}/S_AXIS_S2MM"] in cmds

@@ -7,14 +7,20 @@
 # vivado/boards/<board>.json; it sets: part board_part board_connections ps_config
 # ps_ctrl_port ps_dma_port ps_irq_port ps_pl_clk fclk_mhz dma_mm_width dma_stream_width
 # dma_len_width stitched_ip_dir accel_s_axis accel_m_axis accel_s_axilite accel_out_beats here
-# out_dir proj_dir jobs.
+# out_dir proj_dir jobs accel_dmas accel_top accel_filelist.
 #
-# Design:  PS M_AXI_HPM0_FPD -> SmartConnect -> DMA S_AXI_LITE (+ accelerator AXI-Lite, if any)
+# Design:  PS M_AXI_HPM0_FPD -> SmartConnect -> every DMA's S_AXI_LITE (+ accelerator AXI-Lite, if any)
 #          DMA M_AXI_MM2S/S2MM -> SmartConnect -> PS S_AXI_HP0_FPD (DDR)
-#          DMA M_AXIS_MM2S -> [width converter] -> accel s_axis
-#          accel m_axis -> axis_frame_tlast (TLAST on a frame's last beat, which the DMA
+#          per DMA of $accel_dmas ({name suffix in_port out_port out_beats}; one for a
+#          single transform, one per stream pair for a whole-side design: the encoder's
+#          dma_0 = RGB in + y out, dma_1 = z out, dma_2 = scale codes out, S2MM only):
+#          DMA M_AXIS_MM2S -> [width converter] -> accel in_port (if any)
+#          accel out_port -> axis_frame_tlast (TLAST on a frame's last beat, which the DMA
 #          needs) -> [width converter] -> DMA S_AXIS_S2MM
 #          DMA interrupts -> xlconcat -> PS pl_ps_irq0;  pl_clk0 + proc_sys_reset everywhere.
+# The accelerator: FINN's stitched IP of one transform, or ($accel_top set) the whole-side
+# RTL of overlay/accel_top.py (encoder_top / decoder_top, files in $accel_filelist) as a
+# module reference.
 # Then synthesis, place and route; fails (exit 1, timing summary printed) on negative WNS or
 # WHS; else writes $out_dir (deploy/): licfpga.bit, licfpga.hwh beside overlay.json.
 
@@ -41,16 +47,29 @@ if {[llength $board_connections] > 0} {
     set_property board_connections $board_connections [current_project]
 }
 
-# The accelerator: FINN's stitched IP (a packaged IP with component.xml, VLNV
-# xilinx_finn:finn:finn_design:1.0) produced by the FINN step in $stitched_ip_dir.
-if {![file isdirectory $stitched_ip_dir]} {
-    licfpga_fail "no accelerator IP in $stitched_ip_dir: run the FINN stitched-IP step first (python -m licfpga.overlay.finn_stitch, make overlay)"
-}
-set_property ip_repo_paths [list $stitched_ip_dir] [current_project]
-update_ip_catalog
-set accel_vlnv [lindex [get_ipdefs -all -filter {NAME == finn_design}] 0]
-if {$accel_vlnv eq ""} {
-    licfpga_fail "$stitched_ip_dir holds no packaged IP named finn_design"
+if {$accel_top eq ""} {
+    # The accelerator: FINN's stitched IP (a packaged IP with component.xml, VLNV
+    # xilinx_finn:finn:finn_design:1.0) produced by the FINN step in $stitched_ip_dir.
+    if {![file isdirectory $stitched_ip_dir]} {
+        licfpga_fail "no accelerator IP in $stitched_ip_dir: run the FINN stitched-IP step first (python -m licfpga.overlay.finn_stitch, make overlay)"
+    }
+    set_property ip_repo_paths [list $stitched_ip_dir] [current_project]
+    update_ip_catalog
+    set accel_vlnv [lindex [get_ipdefs -all -filter {NAME == finn_design}] 0]
+    if {$accel_vlnv eq ""} {
+        licfpga_fail "$stitched_ip_dir holds no packaged IP named finn_design"
+    }
+} else {
+    # The accelerator: $accel_top (overlay/accel_top.py: the per-transform stitched RTL, modules
+    # prefixed, one file list) as RTL sources, instantiated below as a module reference
+    if {![file exists $accel_filelist]} {
+        licfpga_fail "$accel_filelist missing: run python -m licfpga.overlay.accel_top first"
+    }
+    set f [open $accel_filelist]
+    set accel_files [split [string trim [read $f]] "\n"]
+    close $f
+    add_files -norecurse $accel_files
+    update_compile_order -fileset sources_1
 }
 
 # ---------------------------------------------------------------- block design
@@ -65,34 +84,58 @@ connect_bd_net $clk [get_bd_pins rst/slowest_sync_clk]
 connect_bd_net [get_bd_pins ps/pl_resetn0] [get_bd_pins rst/ext_reset_in]
 set aresetn [get_bd_pins rst/peripheral_aresetn]
 
-set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma dma]
-set_property -dict [list \
-    CONFIG.c_include_sg {0} \
-    CONFIG.c_sg_length_width $dma_len_width \
-    CONFIG.c_m_axi_mm2s_data_width $dma_mm_width \
-    CONFIG.c_m_axi_s2mm_data_width $dma_mm_width \
-    CONFIG.c_m_axis_mm2s_tdata_width $dma_stream_width \
-    CONFIG.c_s_axis_s2mm_tdata_width $dma_stream_width \
-    CONFIG.c_mm2s_burst_size {64} \
-    CONFIG.c_s2mm_burst_size {64}] $dma
+# one AXI DMA per entry of $accel_dmas; one without an input stream has no MM2S channel
+set n_chan 0
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    set cfg [list \
+        CONFIG.c_include_sg {0} \
+        CONFIG.c_sg_length_width $dma_len_width \
+        CONFIG.c_m_axi_mm2s_data_width $dma_mm_width \
+        CONFIG.c_m_axi_s2mm_data_width $dma_mm_width \
+        CONFIG.c_m_axis_mm2s_tdata_width $dma_stream_width \
+        CONFIG.c_s_axis_s2mm_tdata_width $dma_stream_width \
+        CONFIG.c_mm2s_burst_size {64} \
+        CONFIG.c_s2mm_burst_size {64}]
+    if {$in_port eq ""} { lappend cfg CONFIG.c_include_mm2s {0} }
+    set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma $name]
+    set_property -dict $cfg $dma
+    incr n_chan [expr {$in_port eq "" ? 1 : 2}]
+}
 
-set accel [create_bd_cell -type ip -vlnv $accel_vlnv accel]
+if {$accel_top eq ""} {
+    set accel [create_bd_cell -type ip -vlnv $accel_vlnv accel]
+} else {
+    set accel [create_bd_cell -type module -reference $accel_top accel]
+}
 
-# control: PS master -> SmartConnect -> DMA registers (+ accelerator registers)
-set n_ctrl [expr {$accel_s_axilite eq "" ? 1 : 2}]
+# control: PS master -> SmartConnect -> every DMA's registers (+ accelerator registers)
+set n_dma [llength $accel_dmas]
+set n_ctrl [expr {$accel_s_axilite eq "" ? $n_dma : $n_dma + 1}]
 set sc_ctrl [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect sc_ctrl]
 set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI $n_ctrl] $sc_ctrl
 connect_bd_intf_net [get_bd_intf_pins ps/$ps_ctrl_port] [get_bd_intf_pins sc_ctrl/S00_AXI]
-connect_bd_intf_net [get_bd_intf_pins sc_ctrl/M00_AXI] [get_bd_intf_pins dma/S_AXI_LITE]
+set k 0
+foreach d $accel_dmas {
+    connect_bd_intf_net [get_bd_intf_pins [format sc_ctrl/M%02d_AXI $k]] [get_bd_intf_pins [lindex $d 0]/S_AXI_LITE]
+    incr k
+}
 if {$accel_s_axilite ne ""} {
-    connect_bd_intf_net [get_bd_intf_pins sc_ctrl/M01_AXI] [get_bd_intf_pins accel/$accel_s_axilite]
+    connect_bd_intf_net [get_bd_intf_pins [format sc_ctrl/M%02d_AXI $k]] [get_bd_intf_pins accel/$accel_s_axilite]
 }
 
 # data: DMA masters -> SmartConnect -> PS HP port (DDR)
 set sc_mem [create_bd_cell -type ip -vlnv xilinx.com:ip:smartconnect sc_mem]
-set_property -dict [list CONFIG.NUM_SI {2} CONFIG.NUM_MI {1}] $sc_mem
-connect_bd_intf_net [get_bd_intf_pins dma/M_AXI_MM2S] [get_bd_intf_pins sc_mem/S00_AXI]
-connect_bd_intf_net [get_bd_intf_pins dma/M_AXI_S2MM] [get_bd_intf_pins sc_mem/S01_AXI]
+set_property -dict [list CONFIG.NUM_SI $n_chan CONFIG.NUM_MI {1}] $sc_mem
+set k 0
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    foreach {ch used} [list M_AXI_MM2S [expr {$in_port ne ""}] M_AXI_S2MM 1] {
+        if {!$used} { continue }
+        connect_bd_intf_net [get_bd_intf_pins $name/$ch] [get_bd_intf_pins [format sc_mem/S%02d_AXI $k]]
+        incr k
+    }
+}
 connect_bd_intf_net [get_bd_intf_pins sc_mem/M00_AXI] [get_bd_intf_pins ps/$ps_dma_port]
 
 # streams: insert a width converter where the DMA and accelerator widths differ
@@ -109,37 +152,69 @@ proc stream_link {from to name} {
     connect_bd_intf_net [get_bd_intf_pins $name/M_AXIS] [get_bd_intf_pins $to]
     return $name
 }
-# TLAST: FINN's stitched IP has none, the DMA's S2MM channel ends a transfer on it.
+# TLAST: FINN's streams have none, the DMA's S2MM channel ends a transfer on it.
 # axis_frame_tlast (hls/axis_frame_tlast/, copied beside this file) raises it on the last of
-# the $accel_out_beats output beats of a frame (from the FINN build's estimates.json).
-if {$accel_out_beats < 1} {
-    licfpga_fail "accel_out_beats unknown: run the FINN step (make finn-build) before writing the project"
+# the out_beats output beats of a frame (from the FINN build's estimates.json / accel.json),
+# one per output stream.
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    if {$out_port eq "" || $out_beats < 1} {
+        licfpga_fail "output beats of $name unknown: run the FINN step (make finn-build) before writing the project"
+    }
 }
 add_files -norecurse [file join $here axis_frame_tlast.sv]
 update_compile_order -fileset sources_1
-set tlast [create_bd_cell -type module -reference axis_frame_tlast tlast]
-set_property -dict [list CONFIG.BEATS $accel_out_beats \
-    CONFIG.DW [expr {8 * [get_property CONFIG.TDATA_NUM_BYTES [get_bd_intf_pins accel/$accel_m_axis]]}]] $tlast
-connect_bd_intf_net [get_bd_intf_pins accel/$accel_m_axis] [get_bd_intf_pins tlast/s_axis]
-set converters [list \
-    [stream_link dma/M_AXIS_MM2S accel/$accel_s_axis dw_in] \
-    [stream_link tlast/m_axis dma/S_AXIS_S2MM dw_out]]
+set converters {}
+set tlasts {}
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    set tl tlast$sfx
+    set tlast [create_bd_cell -type module -reference axis_frame_tlast $tl]
+    set_property -dict [list CONFIG.BEATS $out_beats \
+        CONFIG.DW [expr {8 * [get_property CONFIG.TDATA_NUM_BYTES [get_bd_intf_pins accel/$out_port]]}]] $tlast
+    connect_bd_intf_net [get_bd_intf_pins accel/$out_port] [get_bd_intf_pins $tl/s_axis]
+    if {$in_port ne ""} {
+        lappend converters [stream_link $name/M_AXIS_MM2S accel/$in_port dw_in$sfx]
+    }
+    lappend converters [stream_link $tl/m_axis $name/S_AXIS_S2MM dw_out$sfx]
+    lappend tlasts $tl
+}
 
-# interrupts: both DMA channels into pl_ps_irq0
+# interrupts: every DMA channel into pl_ps_irq0
 set irq [create_bd_cell -type ip -vlnv xilinx.com:ip:xlconcat irq]
-set_property CONFIG.NUM_PORTS {2} $irq
-connect_bd_net [get_bd_pins dma/mm2s_introut] [get_bd_pins irq/In0]
-connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq/In1]
+set_property CONFIG.NUM_PORTS $n_chan $irq
+set k 0
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    foreach {pin used} [list mm2s_introut [expr {$in_port ne ""}] s2mm_introut 1] {
+        if {!$used} { continue }
+        connect_bd_net [get_bd_pins $name/$pin] [get_bd_pins irq/In$k]
+        incr k
+    }
+}
 connect_bd_net [get_bd_pins irq/dout] [get_bd_pins ps/$ps_irq_port]
 
 # one clock and reset domain (pl_clk0 at $fclk_mhz MHz)
-set clocked [list ps/maxihpm0_fpd_aclk ps/saxihp0_fpd_aclk dma/s_axi_lite_aclk \
-                 dma/m_axi_mm2s_aclk dma/m_axi_s2mm_aclk sc_ctrl/aclk sc_mem/aclk accel/ap_clk tlast/clk]
+set clocked [list ps/maxihpm0_fpd_aclk ps/saxihp0_fpd_aclk]
+set resets {}
+foreach d $accel_dmas {
+    lassign $d name sfx in_port out_port out_beats
+    lappend clocked $name/s_axi_lite_aclk
+    if {$in_port ne ""} { lappend clocked $name/m_axi_mm2s_aclk }
+    lappend clocked $name/m_axi_s2mm_aclk
+    lappend resets $name/axi_resetn
+}
+lappend clocked sc_ctrl/aclk sc_mem/aclk accel/ap_clk
+lappend resets sc_ctrl/aresetn sc_mem/aresetn accel/ap_rst_n
+foreach tl $tlasts {
+    lappend clocked $tl/clk
+    lappend resets $tl/rst_n
+}
 foreach c $converters {
     if {$c ne ""} { lappend clocked $c/aclk }
 }
 foreach pin $clocked { connect_bd_net -quiet $clk [get_bd_pins $pin] }
-foreach pin [list dma/axi_resetn sc_ctrl/aresetn sc_mem/aresetn accel/ap_rst_n tlast/rst_n] {
+foreach pin $resets {
     connect_bd_net -quiet $aresetn [get_bd_pins $pin]
 }
 foreach c $converters {

@@ -151,9 +151,12 @@ def crops(n: int, size: int) -> list[np.ndarray]:
     return out
 
 
-def build_side(side: str, build: Path, transforms, size: int, target: int, fifo_depth: int) -> tuple[dict, Path, dict]:
+def build_side(side: str, build: Path, transforms, size: int, target: int, fifo_depth: int,
+               wrap=None) -> tuple[dict, Path, dict]:
     """The shared pipeline (tests/hw/stitched.py) for each transform, then overlay/accel_top.py
-    and one Verilator build. Returns ({"flows", "accel", "runner"}, integer artifact, timings)."""
+    and one Verilator build. ``wrap(accel, flows)`` -> (extra sources, top, parameters): a
+    top around ``<side>_top`` to build instead (test_pynq_driver.py: the DMA-side streams).
+    Returns ({"flows", "accel", "runner"}, integer artifact, timings)."""
     from licfpga.overlay import accel_top
 
     flows, t = {}, {}
@@ -164,8 +167,9 @@ def build_side(side: str, build: Path, transforms, size: int, target: int, fifo_
     accel = accel_top.build(side, {n: build / n / "rtl" for n in transforms}, build / "accel")
     shutil.rmtree(build / "verilator", ignore_errors=True)       # never a stale model (cocotb rebuilds by mtime only)
     t0 = time.time()
-    runner = verilator_build([Path(f) for f in accel["sim_files"]], f"{side}_top", build / "verilator",
-                             f'public_flat_rw -module "{side}_top" -var "*"\n')
+    extra, top, params = wrap(accel, flows) if wrap else ([], f"{side}_top", {})
+    runner = verilator_build([Path(f) for f in accel["sim_files"]] + list(extra), top, build / "verilator",
+                             f'public_flat_rw -module "{top}" -var "*"\n', parameters=params)
     t["verilator_build_s"] = round(time.time() - t0, 1)
     return {"flows": flows, "accel": accel, "runner": runner}, integer, t
 

@@ -47,6 +47,8 @@ if os.environ.get("PYNQ_CASE"):
         from licfpga.host.integer_codec import FpgaIntegerCodec
 
         case = np.load(os.environ["PYNQ_CASE"])
+        if "side" in case:
+            return pynq_side(case)
         frames = case["frames"]
         # the codec's --backend fpga path: one overlay, one DMA, the transform on the "FPGA"
         codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
@@ -67,43 +69,73 @@ if os.environ.get("PYNQ_CASE"):
         assert codec.cpu_tiles == 0 and codec.fpga_tiles == int(case["tiles"]), (codec.fpga_tiles, codec.cpu_tiles)
         assert acc.frames == len(frames) + codec.fpga_tiles
 
+    def pynq_side(case):
+        """A whole-side overlay (overlay.json format 2): MultiStreamAccelerator through the codec."""
+        from licfpga.host.integer_codec import FpgaIntegerCodec
+
+        codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
+        acc, frames = codec.accelerator, case["frames"]
+        assert codec.v2 and codec.transforms == ("g_a", "h_a", "h_s"), codec.transforms
+        try:
+            acc.run({"x": frames[0][:-1]})
+            raise AssertionError("a frame of the wrong shape was accepted")
+        except ValueError:
+            pass
+        got = [acc.run({"x": f}) for f in frames]                  # the driver alone
+        np.savez(os.environ["PYNQ_CASE"] + ".out.npz", **{n: np.stack([g[n] for g in got]) for n in got[0]})
+        with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:   # the whole codec
+            fh.write(codec.encode(case["img"]))
+        assert (codec.fpga_tiles, codec.cpu_tiles) == (int(case["fpga_tiles"]), int(case["cpu_tiles"])), \
+            (codec.fpga_tiles, codec.cpu_tiles)
+        assert acc.frames == len(frames) + codec.fpga_tiles
+
     pynq_overlay = cocotbpynq.synctest(pynq_overlay)
 
 
 # ==================================================================== pytest side
-def hwh(top: str) -> str:
-    """A minimal hardware handoff: PS (memory map naming the DMA), the DMA and the
-    accelerator's two streams wired to it, clock and active-low reset of the accelerator."""
+def hwh(top: str, dmas=(("dma", "s_axis", "m_axis"),)) -> str:
+    """A minimal hardware handoff: PS (memory map naming the DMAs), the DMAs and the
+    accelerator's streams wired to them, clock and active-low reset of the accelerator.
+    ``dmas``: (name, the accelerator's input stream prefix or None, its output stream prefix
+    or None) per DMA: its MM2S channel feeds the input, its S2MM channel takes the output."""
     def axis(busname, name, kind, prefix):
         maps = "".join(f'<PORTMAP LOGICAL="{s}" PHYSICAL="{prefix}_{s.lower()}"/>'
                        for s in ("TDATA", "TVALID", "TREADY", "TLAST"))
         return (f'<BUSINTERFACE BUSNAME="{busname}" NAME="{name}" TYPE="{kind}" '
                 f'VLNV="xilinx.com:interface:axis:1.0"><PORTMAPS>{maps}</PORTMAPS></BUSINTERFACE>')
+    ranges, modules, accel = [], [], []
+    for k, (dma, sin, sout) in enumerate(dmas):
+        base = 0x40400000 + 0x10000 * k
+        ranges.append(f'<MEMRANGE ADDRESSBLOCK="Reg" BASENAME="C_BASEADDR" BASEVALUE="{base:#x}" HIGHNAME="C_HIGHADDR" '
+                      f'HIGHVALUE="{base + 0xFFFF:#x}" INSTANCE="{dma}" IS_DATA="TRUE" IS_INSTRUCTION="TRUE" '
+                      'MASTERBUSINTERFACE="M_AXI_GP0" MEMTYPE="REGISTER" SLAVEBUSINTERFACE="S_AXI_LITE"/>')
+        bus = []
+        if sin:
+            bus.append(f'<BUSINTERFACE BUSNAME="{dma}_M_AXIS_MM2S" NAME="M_AXIS_MM2S" TYPE="INITIATOR" '
+                       'VLNV="xilinx.com:interface:axis:1.0"/>')
+            accel.append(axis(f"{dma}_M_AXIS_MM2S", sin, "TARGET", sin))
+        if sout:
+            bus.append(f'<BUSINTERFACE BUSNAME="accel_{sout}" NAME="S_AXIS_S2MM" TYPE="TARGET" '
+                       'VLNV="xilinx.com:interface:axis:1.0"/>')
+            accel.append(axis(f"accel_{sout}", sout, "INITIATOR", sout))
+        modules.append(f'<MODULE FULLNAME="/{dma}" INSTANCE="{dma}" MODTYPE="axi_dma" VLNV="xilinx.com:ip:axi_dma:7.1">'
+                       f'<BUSINTERFACES>{"".join(bus)}</BUSINTERFACES></MODULE>')
+    nl = "\n    "
     return f"""<?xml version="1.0" encoding="UTF-8" standalone="no" ?>
 <EDKSYSTEM EDWVERSION="1.2" TIMESTAMP="handwritten by tests/hw/test_pynq_driver.py" VIVADOVERSION="none">
   <SYSTEMINFO ARCH="zynq" DEVICE="simulation" NAME="licfpga" PACKAGE="none" SPEEDGRADE="-1"/>
   <MODULES>
     <MODULE FULLNAME="/ps" INSTANCE="ps" MODTYPE="processing_system7" VLNV="xilinx.com:ip:processing_system7:5.5">
-      <MEMORYMAP>
-        <MEMRANGE ADDRESSBLOCK="Reg" BASENAME="C_BASEADDR" BASEVALUE="0x40400000" HIGHNAME="C_HIGHADDR"
-                  HIGHVALUE="0x4040FFFF" INSTANCE="dma" IS_DATA="TRUE" IS_INSTRUCTION="TRUE" MASTERBUSINTERFACE="M_AXI_GP0"
-                  MEMTYPE="REGISTER" SLAVEBUSINTERFACE="S_AXI_LITE"/>
-      </MEMORYMAP>
+      <MEMORYMAP>{"".join(ranges)}</MEMORYMAP>
     </MODULE>
-    <MODULE FULLNAME="/dma" INSTANCE="dma" MODTYPE="axi_dma" VLNV="xilinx.com:ip:axi_dma:7.1">
-      <BUSINTERFACES>
-        <BUSINTERFACE BUSNAME="dma_M_AXIS_MM2S" NAME="M_AXIS_MM2S" TYPE="INITIATOR" VLNV="xilinx.com:interface:axis:1.0"/>
-        <BUSINTERFACE BUSNAME="accel_m_axis" NAME="S_AXIS_S2MM" TYPE="TARGET" VLNV="xilinx.com:interface:axis:1.0"/>
-      </BUSINTERFACES>
-    </MODULE>
+    {nl.join(modules)}
     <MODULE FULLNAME="/accel" INSTANCE="accel" MODTYPE="{top}" VLNV="licfpga:sim:{top}:1.0">
       <PORTS>
         <PORT DIR="I" NAME="clk" SIGIS="clk"/>
         <PORT DIR="I" NAME="rst_n" POLARITY="ACTIVE_LOW" SIGIS="rst"/>
       </PORTS>
       <BUSINTERFACES>
-        {axis("dma_M_AXIS_MM2S", "s_axis", "TARGET", "s_axis")}
-        {axis("accel_m_axis", "m_axis", "INITIATOR", "m_axis")}
+        {"".join(accel)}
       </BUSINTERFACES>
     </MODULE>
   </MODULES>
@@ -181,6 +213,77 @@ def test_pynq_driver_and_fpga_backend(transform, verilator_env, tmp_path):
     else:                       # --backend fpga decoded the very pixels --backend integer decodes
         rgb = np.load(str(case) + ".rgb.npy")
         assert np.array_equal(rgb, ref.decode(lic)[0])
+
+
+ENC_TOP = "pynq_encoder_sim_top"
+
+
+def _encoder_wrap(accel, flows):
+    """pynq_encoder_sim_top around encoder_top: widths and 32-bit words per output frame."""
+    st = {s["port"]: s for s in accel["streams"]["in"] + accel["streams"]["out"]}
+    dwc = Path(next(iter(flows.values()))["rtllib"]) / "dwc" / "hdl"
+    params = {"IN_BITS": st["s_axis_0"]["stream_width"]}
+    for k, n in enumerate("YZS"):
+        s = st[f"m_axis_{k}"]
+        params[f"{n}_BITS"] = s["stream_width"]
+        params[f"{n}_WORDS"] = s["beats_per_frame"] * -(-s["stream_width"] // 8) // 4
+    return ([dwc / "vpc.sv", dwc / "dwc_axi.sv", ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv",
+             HERE / "pynq_encoder_sim_top.sv"], ENC_TOP, params)
+
+
+@pytest.fixture(scope="module")
+def encoder_overlay(verilator_env):
+    """The stitched encoder (test_encoder_rtl's build: same frame size, folding and FIFOs)
+    inside pynq_encoder_sim_top: DMA-side 32-bit streams, one DMA per stream pair."""
+    from test_encoder_rtl import FIFO_DEPTH, SIZE as ENC_SIZE, TARGET_CYCLES as ENC_TARGET, TRANSFORMS, build_side
+
+    return build_side("encoder", BUILD / "encoder", TRANSFORMS, ENC_SIZE, ENC_TARGET, FIFO_DEPTH, wrap=_encoder_wrap)
+
+
+@pytest.mark.slow                    # 3 FINN flows + one Verilator build + simulation: minutes on 2 cores
+def test_pynq_driver_encoder_overlay(encoder_overlay, tmp_path):
+    """A whole-encoder overlay (overlay.json format 2, three DMAs): MultiStreamAccelerator's
+    y, z and scale codes == IntegerModel; ``--backend fpga`` compress of a 192x256 image in
+    128-px tiles == ``--backend integer``'s bytes, the two 128x128 tiles on the FPGA, the two
+    64-row ones (padded to 64x128, not the overlay's frame) on the CPU."""
+    from test_encoder_rtl import SIZE as ENC_SIZE, crops
+
+    from licfpga.host.integer_codec import IntegerCodec
+    from licfpga.model.golden.network import IntegerModel
+    from licfpga.overlay.vivado import finn_build, overlay_description_v2, stream_dma
+
+    built, integer, _ = encoder_overlay
+    accel = built["accel"]
+    im = IntegerModel.load(integer)
+    cr = crops(4, ENC_SIZE)
+    img = np.ascontiguousarray(np.concatenate([np.concatenate(cr[:2], axis=1), np.concatenate(cr[2:], axis=1)])[:192])
+    assert img.shape == (192, 256, 3)
+    lic = IntegerCodec(integer, tile=ENC_SIZE).encode(img)
+    frames = np.stack(cr[:N_FRAMES])
+    want = {"y": [], "z": [], "scale_codes": []}
+    for c in frames:
+        y, z = im.analysis(c)
+        for n, v in (("y", y), ("z", z), ("scale_codes", im.scale_codes(z))):
+            want[n].append(np.moveaxis(v, 0, -1))
+    builds = {t: finn_build(BUILD / "encoder" / t / "finn", "kv260", t) for t in accel["transforms"]}
+    desc = overlay_description_v2(accel, builds)
+    assert [s["dma"] for s in desc["streams"]["in"] + desc["streams"]["out"]] == ["dma_0", "dma_0", "dma_1", "dma_2"]
+    case = tmp_path / "case.npz"
+    np.savez(case, side="encoder", frames=frames, img=img, artifact=str(integer), tile=ENC_SIZE, fpga_tiles=2,
+             cpu_tiles=2)
+    dmas = [(stream_dma(p), "s_axis_0" if p == "m_axis_0" else None, p) for p in ("m_axis_0", "m_axis_1", "m_axis_2")]
+    (tmp_path / "licfpga.hwh").write_text(hwh(ENC_TOP, dmas))
+    (tmp_path / "overlay.json").write_text(json.dumps(desc))
+    run_cocotb(built["runner"], BUILD / "encoder" / "verilator", tmp_path, "test_pynq_driver", ENC_TOP, None, 5,
+               {"PYNQ_CASE": str(case), "HWH_LOCATION_DIR": str(tmp_path), "COCOTB_SYS_ARGV": "pynq"},
+               BUILD / "encoder" / "sim.log")
+    got = np.load(str(case) + ".out.npz")
+    for n, v in want.items():
+        ref = np.stack(v).astype(got[n].dtype)
+        bad = np.argwhere(got[n] != ref)
+        assert bad.size == 0, f"{n}: {len(bad)} values differ, first (frame, row, col, ch): {bad[:5].tolist()}"
+    data = Path(str(case) + ".lic").read_bytes()
+    assert data == lic, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(lic)} bytes)"
 
 
 # ==================================================================== DMA deadline (no simulator)
