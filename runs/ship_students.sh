@@ -6,6 +6,8 @@
 #   FLOAT_SRC='$RUNS/student-hp30-{L}-branch/final.pt' (0.013: $RUNS/student-hp30-0.013-decay/final.pt)
 #   QAT_SRC='$RUNS/qat-student-hp30-{L}/final.pt'
 # (sessions 3-4 shipped runs/st-{L} and runs/qat-{L}; lambda 0.013 from runs/st-0.013b, runs/qat-0.013b)
+# Session 7 re-ran only QAT (rate on noisy latents, 1000 steps from the shipped float students):
+#   FLOAT_SRC=- QAT_SRC='$RUNS/qat-student-hp30-{L}-noise/final.pt'   (- : keep the shipped float file)
 set -euo pipefail
 PY=.venv/bin/python
 RUNS=${LICFPGA_RUNS:-$HOME/.cache/licfpga/runs}
@@ -22,7 +24,8 @@ from licfpga.model.checkpoint import export_shipped
 from licfpga.model.qat import ship_qat, load_qat
 from licfpga.model.export_int import export_integer
 f, q, L = sys.argv[1:]
-print(export_shipped(f, f"student-{L}"))
+if f != "-":
+    print(export_shipped(f, f"student-{L}"))
 Path("model/checkpoints/qat").mkdir(exist_ok=True)
 qp = ship_qat(q, f"qat-student-{L}", "model/checkpoints/qat")
 model, state = load_qat(qp)
