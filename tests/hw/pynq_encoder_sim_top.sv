@@ -5,33 +5,8 @@
 // 32-bit S2MM stream of dma_k. In the block design the converters are Vivado's
 // axis_dwidth_converter; here finn-rtllib's dwc_axi (both put the first element in the least
 // significant bits). Test: tests/hw/test_pynq_driver.py (cocotbpynq drives the DMA side as
-// licfpga.host.pynq_driver.MultiStreamAccelerator drives PYNQ's DMA driver).
-module pynq_out_path #(
-    parameter int BITS  = 8,     // accelerator output stream width (FINN)
-    parameter int WORDS = 16     // 32-bit words per output frame (TLAST on the last)
-) (
-    input  logic                      clk,
-    input  logic                      rst_n,
-    input  logic [(BITS+7)/8*8-1:0]   s_tdata,
-    input  logic                      s_tvalid,
-    output logic                      s_tready,
-    output logic [31:0]               m_tdata,
-    output logic                      m_tvalid,
-    input  logic                      m_tready,
-    output logic                      m_tlast
-);
-    logic [31:0] w_tdata;
-    logic        w_tvalid, w_tready;
-    dwc_axi #(.IBITS(BITS), .OBITS(32)) dw (
-        .ap_clk(clk), .ap_rst_n(rst_n),
-        .s_axis_tready(s_tready), .s_axis_tvalid(s_tvalid), .s_axis_tdata(s_tdata),
-        .m_axis_tready(w_tready), .m_axis_tvalid(w_tvalid), .m_axis_tdata(w_tdata));
-    axis_frame_tlast #(.BEATS(WORDS), .DW(32)) tlast (
-        .clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(w_tdata), .s_axis_tvalid(w_tvalid), .s_axis_tready(w_tready),
-        .m_axis_tdata(m_tdata), .m_axis_tvalid(m_tvalid), .m_axis_tready(m_tready), .m_axis_tlast(m_tlast));
-endmodule
-
+// licfpga.host.pynq_driver.MultiStreamAccelerator drives PYNQ's DMA driver). Output paths:
+// pynq_out_path.sv.
 module pynq_encoder_sim_top #(
     parameter int IN_BITS = 8,
     parameter int Y_BITS = 8, parameter int Z_BITS = 8, parameter int S_BITS = 8,

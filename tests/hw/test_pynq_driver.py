@@ -70,24 +70,39 @@ if os.environ.get("PYNQ_CASE"):
         assert acc.frames == len(frames) + codec.fpga_tiles
 
     def pynq_side(case):
-        """A whole-side overlay (overlay.json format 2): MultiStreamAccelerator through the codec."""
+        """A whole-side overlay (overlay.json format 2): MultiStreamAccelerator, then the codec."""
         from licfpga.host.integer_codec import FpgaIntegerCodec
 
+        side = str(case["side"])
         codec = FpgaIntegerCodec(str(case["artifact"]), overlay="licfpga.bit", tile=int(case["tile"]), pynq=cocotbpynq)
-        acc, frames = codec.accelerator, case["frames"]
-        assert codec.v2 and codec.transforms == ("g_a", "h_a", "h_s"), codec.transforms
+        acc = codec.accelerator
+        first = "x" if side == "encoder" else "z"
+        assert codec.v2 and codec.transforms == (("g_a", "h_a", "h_s") if side == "encoder" else ("h_s", "g_s"))
         try:
-            acc.run({"x": frames[0][:-1]})
+            acc.run({first: case[first][0][:-1]})
             raise AssertionError("a frame of the wrong shape was accepted")
         except ValueError:
             pass
-        got = [acc.run({"x": f}) for f in frames]                  # the driver alone
-        np.savez(os.environ["PYNQ_CASE"] + ".out.npz", **{n: np.stack([g[n] for g in got]) for n in got[0]})
-        with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:   # the whole codec
-            fh.write(codec.encode(case["img"]))
+        out = {}
+        if side == "encoder":                                      # the driver alone
+            got = [acc.run({"x": f}) for f in case["x"]]
+        else:                                                      # each pipeline alone, then both at once
+            got = [{**acc.run({"z": z}), **acc.run({"y_hat": y})} for z, y in zip(case["z"], case["y"])]
+            both = [acc.run({"z": z, "y_hat": y}) for z, y in zip(case["z"], case["y"])]
+            out.update({f"both_{n}": np.stack([g[n] for g in both]) for n in both[0]})
+        out.update({n: np.stack([g[n] for g in got]) for n in got[0]})
+        np.savez(os.environ["PYNQ_CASE"] + ".out.npz", **out)
+        runs = acc.frames
+        if side == "encoder":                                      # the whole codec
+            with open(os.environ["PYNQ_CASE"] + ".lic", "wb") as fh:
+                fh.write(codec.encode(case["img"]))
+        else:
+            rgb, _ = codec.decode(bytes(case["lic"]))
+            np.save(os.environ["PYNQ_CASE"] + ".rgb.npy", rgb)
         assert (codec.fpga_tiles, codec.cpu_tiles) == (int(case["fpga_tiles"]), int(case["cpu_tiles"])), \
             (codec.fpga_tiles, codec.cpu_tiles)
-        assert acc.frames == len(frames) + codec.fpga_tiles
+        # a decoder tile is two runs (h_s, then g_s on the y decoded with its scale codes)
+        assert acc.frames == runs + codec.fpga_tiles * (1 if side == "encoder" else 2)
 
     pynq_overlay = cocotbpynq.synctest(pynq_overlay)
 
@@ -215,75 +230,104 @@ def test_pynq_driver_and_fpga_backend(transform, verilator_env, tmp_path):
         assert np.array_equal(rgb, ref.decode(lic)[0])
 
 
-ENC_TOP = "pynq_encoder_sim_top"
+# the DMA-side tops of the whole-side designs, and their parameter prefix per accel_top port
+SIDE_TOPS = {"encoder": ("pynq_encoder_sim_top", {"s_axis_0": "IN", "m_axis_0": "Y", "m_axis_1": "Z", "m_axis_2": "S"}),
+             "decoder": ("pynq_decoder_sim_top", {"s_axis_0": "Z", "s_axis_1": "Y", "m_axis_0": "S", "m_axis_1": "X"})}
 
 
-def _encoder_wrap(accel, flows):
-    """pynq_encoder_sim_top around encoder_top: widths and 32-bit words per output frame."""
-    st = {s["port"]: s for s in accel["streams"]["in"] + accel["streams"]["out"]}
-    dwc = Path(next(iter(flows.values()))["rtllib"]) / "dwc" / "hdl"
-    params = {"IN_BITS": st["s_axis_0"]["stream_width"]}
-    for k, n in enumerate("YZS"):
-        s = st[f"m_axis_{k}"]
-        params[f"{n}_BITS"] = s["stream_width"]
-        params[f"{n}_WORDS"] = s["beats_per_frame"] * -(-s["stream_width"] // 8) // 4
-    return ([dwc / "vpc.sv", dwc / "dwc_axi.sv", ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv",
-             HERE / "pynq_encoder_sim_top.sv"], ENC_TOP, params)
+def _side_wrap(side: str):
+    """pynq_<side>_sim_top around <side>_top: stream widths, 32-bit words per output frame."""
+    top, prefix = SIDE_TOPS[side]
+
+    def wrap(accel, flows):
+        dwc = Path(next(iter(flows.values()))["rtllib"]) / "dwc" / "hdl"
+        params = {}
+        for d in ("in", "out"):
+            for s in accel["streams"][d]:
+                params[f"{prefix[s['port']]}_BITS"] = s["stream_width"]
+                if d == "out":
+                    params[f"{prefix[s['port']]}_WORDS"] = s["beats_per_frame"] * -(-s["stream_width"] // 8) // 4
+        return ([dwc / "vpc.sv", dwc / "dwc_axi.sv", ROOT / "hls" / "axis_frame_tlast" / "axis_frame_tlast.sv",
+                 HERE / "pynq_out_path.sv", HERE / f"{top}.sv"], top, params)
+    return wrap
 
 
-@pytest.fixture(scope="module")
-def encoder_overlay(verilator_env):
-    """The stitched encoder (test_encoder_rtl's build: same frame size, folding and FIFOs)
-    inside pynq_encoder_sim_top: DMA-side 32-bit streams, one DMA per stream pair."""
-    from test_encoder_rtl import FIFO_DEPTH, SIZE as ENC_SIZE, TARGET_CYCLES as ENC_TARGET, TRANSFORMS, build_side
+@pytest.fixture(scope="module", params=["encoder", "decoder"])
+def side_overlay(request, verilator_env):
+    """The stitched encoder / decoder (test_encoder_rtl's / test_decoder_rtl's build: same
+    frame size, folding and FIFOs) inside pynq_<side>_sim_top: DMA-side 32-bit streams, one
+    DMA per stream pair."""
+    import test_decoder_rtl as dec
+    import test_encoder_rtl as enc
 
-    return build_side("encoder", BUILD / "encoder", TRANSFORMS, ENC_SIZE, ENC_TARGET, FIFO_DEPTH, wrap=_encoder_wrap)
+    side = request.param
+    mod = enc if side == "encoder" else dec
+    return side, build_side_rtl(side, mod.TRANSFORMS, mod.FIFO_DEPTH)
 
 
-@pytest.mark.slow                    # 3 FINN flows + one Verilator build + simulation: minutes on 2 cores
-def test_pynq_driver_encoder_overlay(encoder_overlay, tmp_path):
-    """A whole-encoder overlay (overlay.json format 2, three DMAs): MultiStreamAccelerator's
-    y, z and scale codes == IntegerModel; ``--backend fpga`` compress of a 192x256 image in
-    128-px tiles == ``--backend integer``'s bytes, the two 128x128 tiles on the FPGA, the two
-    64-row ones (padded to 64x128, not the overlay's frame) on the CPU."""
-    from test_encoder_rtl import SIZE as ENC_SIZE, crops
+def build_side_rtl(side: str, transforms, fifo_depth: int):
+    from test_encoder_rtl import SIZE as SIDE_SIZE, TARGET_CYCLES as SIDE_TARGET, build_side
+
+    return build_side(side, BUILD / side, transforms, SIDE_SIZE, SIDE_TARGET, fifo_depth, wrap=_side_wrap(side))
+
+
+@pytest.mark.slow                    # 2-3 FINN flows + one Verilator build + simulation: minutes on 2 cores
+def test_pynq_driver_whole_side_overlay(side_overlay, tmp_path):
+    """A whole-side overlay (overlay.json format 2, one DMA per stream pair) through
+    MultiStreamAccelerator: encoder: y, z and scale codes == IntegerModel, ``--backend fpga``
+    compress of a 192x256 image in 128-px tiles == ``--backend integer``'s bytes (the two
+    128x128 tiles on the FPGA, the two 64-row ones -- padded to 64x128, not the overlay's
+    frame -- on the CPU). Decoder: scale codes (h_s) and RGB (g_s) == IntegerModel, each
+    pipeline alone and both at once; ``--backend fpga`` decompress == ``--backend integer``'s
+    pixels, same tile split."""
+    from test_encoder_rtl import SIZE as SIDE_SIZE, crops
 
     from licfpga.host.integer_codec import IntegerCodec
     from licfpga.model.golden.network import IntegerModel
     from licfpga.overlay.vivado import finn_build, overlay_description_v2, stream_dma
 
-    built, integer, _ = encoder_overlay
+    side, (built, integer, _) = side_overlay
+    top = SIDE_TOPS[side][0]
     accel = built["accel"]
     im = IntegerModel.load(integer)
-    cr = crops(4, ENC_SIZE)
+    cr = crops(4, SIDE_SIZE)
     img = np.ascontiguousarray(np.concatenate([np.concatenate(cr[:2], axis=1), np.concatenate(cr[2:], axis=1)])[:192])
     assert img.shape == (192, 256, 3)
-    lic = IntegerCodec(integer, tile=ENC_SIZE).encode(img)
-    frames = np.stack(cr[:N_FRAMES])
-    want = {"y": [], "z": [], "scale_codes": []}
-    for c in frames:
+    ref = IntegerCodec(integer, tile=SIDE_SIZE)
+    lic = ref.encode(img)
+    want = {"x": [], "y": [], "z": [], "scale_codes": [], "x_hat": []}
+    for c in cr[:N_FRAMES]:
         y, z = im.analysis(c)
-        for n, v in (("y", y), ("z", z), ("scale_codes", im.scale_codes(z))):
-            want[n].append(np.moveaxis(v, 0, -1))
-    builds = {t: finn_build(BUILD / "encoder" / t / "finn", "kv260", t) for t in accel["transforms"]}
+        for n, v in (("x", c), ("y", np.moveaxis(y, 0, -1)), ("z", np.moveaxis(z, 0, -1)),
+                     ("scale_codes", np.moveaxis(im.scale_codes(z), 0, -1)), ("x_hat", im.synthesis(y))):
+            want[n].append(v)
+    want = {n: np.stack(v) for n, v in want.items()}
+    builds = {t: finn_build(BUILD / side / t / "finn", "kv260", t) for t in accel["transforms"]}
     desc = overlay_description_v2(accel, builds)
-    assert [s["dma"] for s in desc["streams"]["in"] + desc["streams"]["out"]] == ["dma_0", "dma_0", "dma_1", "dma_2"]
+    ins = {stream_dma(s["port"]): s["port"] for s in accel["streams"]["in"]}
+    dmas = [(stream_dma(s["port"]), ins.get(stream_dma(s["port"])), s["port"]) for s in accel["streams"]["out"]]
+    assert [d[0] for d in dmas] == [s["dma"] for s in desc["streams"]["out"]]
     case = tmp_path / "case.npz"
-    np.savez(case, side="encoder", frames=frames, img=img, artifact=str(integer), tile=ENC_SIZE, fpga_tiles=2,
-             cpu_tiles=2)
-    dmas = [(stream_dma(p), "s_axis_0" if p == "m_axis_0" else None, p) for p in ("m_axis_0", "m_axis_1", "m_axis_2")]
-    (tmp_path / "licfpga.hwh").write_text(hwh(ENC_TOP, dmas))
+    np.savez(case, side=side, img=img, lic=np.frombuffer(lic, dtype=np.uint8), artifact=str(integer), tile=SIDE_SIZE,
+             fpga_tiles=2, cpu_tiles=2, **{n: v.astype(np.uint8 if n in ("x", "scale_codes", "x_hat") else np.int8)
+                                          for n, v in want.items()})
+    (tmp_path / "licfpga.hwh").write_text(hwh(top, dmas))
     (tmp_path / "overlay.json").write_text(json.dumps(desc))
-    run_cocotb(built["runner"], BUILD / "encoder" / "verilator", tmp_path, "test_pynq_driver", ENC_TOP, None, 5,
+    run_cocotb(built["runner"], BUILD / side / "verilator", tmp_path, "test_pynq_driver", top, None, 5,
                {"PYNQ_CASE": str(case), "HWH_LOCATION_DIR": str(tmp_path), "COCOTB_SYS_ARGV": "pynq"},
-               BUILD / "encoder" / "sim.log")
+               BUILD / side / "sim.log")
     got = np.load(str(case) + ".out.npz")
-    for n, v in want.items():
-        ref = np.stack(v).astype(got[n].dtype)
-        bad = np.argwhere(got[n] != ref)
+    assert sorted(got.files) == sorted(["y", "z", "scale_codes"] if side == "encoder"
+                                       else ["scale_codes", "x_hat", "both_scale_codes", "both_x_hat"])
+    for n in got.files:
+        ref_v = want[n.removeprefix("both_")].astype(got[n].dtype)
+        bad = np.argwhere(got[n] != ref_v)
         assert bad.size == 0, f"{n}: {len(bad)} values differ, first (frame, row, col, ch): {bad[:5].tolist()}"
-    data = Path(str(case) + ".lic").read_bytes()
-    assert data == lic, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(lic)} bytes)"
+    if side == "encoder":       # --backend fpga wrote the very bytes --backend integer writes
+        data = Path(str(case) + ".lic").read_bytes()
+        assert data == lic, f"fpga backend file differs from the integer backend's ({len(data)} vs {len(lic)} bytes)"
+    else:                       # --backend fpga decoded the very pixels --backend integer decodes
+        assert np.array_equal(np.load(str(case) + ".rgb.npy"), ref.decode(lic)[0])
 
 
 # ==================================================================== DMA deadline (no simulator)
