@@ -189,6 +189,10 @@ class IntegerCodec(BaseCodec):
         return self.model.synthesis(y)
 
 
+# the stream names of a format-2 overlay the fpga backend runs (overlay/vivado.py writes them)
+V2_ENCODER_IN, V2_ENCODER_OUT = "x", ("y", "z", "scale_codes")
+
+
 class FpgaIntegerCodec(IntegerCodec):
     """``--backend fpga``: the integer codec with the transforms of an FPGA overlay run on it,
     through the PYNQ driver (:mod:`licfpga.host.pynq_driver`). The overlay is either
@@ -254,7 +258,7 @@ class FpgaIntegerCodec(IntegerCodec):
         self.accelerator = MultiStreamAccelerator(overlay, [(ins, outs) for _, ins, outs in pipes], pynq=pynq,
                                                   fps=desc.get("est_fps"))
         # the frame (rows, columns) each pipeline's first input is compiled for
-        self.frames = {k: tuple(ins[0].shape[:2]) for k, (ins, _) in self.pipes.items()}
+        self.pipe_frames = {k: tuple(ins[0].shape[:2]) for k, (ins, _) in self.pipes.items()}
         # the tile size in pixels that runs on the FPGA: the encoder's RGB in, the decoder's RGB out
         px = self.pipes["encoder"][0][0] if "encoder" in self.pipes else self.pipes.get("g_s", (None, [None]))[1][0]
         self.frame = tuple(px.shape[:2]) if px is not None else None
@@ -277,7 +281,7 @@ class FpgaIntegerCodec(IntegerCodec):
         if key not in self.pipes:
             raise ArtifactError(f"this overlay runs {self.transform}: use it to "
                                 f"{'decompress' if key == 'encoder' else 'compress'}")
-        return tuple(hw) == self.frames[key]
+        return tuple(hw) == self.pipe_frames[key]
 
     def _pad(self, crop: np.ndarray) -> np.ndarray:
         """A tile of the encoder overlay's frame size is padded straight into the DMA send
@@ -332,9 +336,6 @@ class FpgaIntegerCodec(IntegerCodec):
         # receive buffer, which _decode_tiles copies into the image before the next tile
         return self.accelerator.run(np.moveaxis(y, 0, -1), copy=False).astype(np.uint8, copy=False)
 
-
-# the stream names of a format-2 overlay the fpga backend runs (overlay/vivado.py writes them)
-V2_ENCODER_IN, V2_ENCODER_OUT = "x", ("y", "z", "scale_codes")
 
 
 def _narrow(lat: np.ndarray) -> bool:

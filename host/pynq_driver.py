@@ -17,6 +17,15 @@ pynq``); pass ``pynq=`` another module with the same API to run the same code el
     from licfpga.host.pynq_driver import StreamAccelerator
     g_a = StreamAccelerator("licfpga.bit", (64, 64, 3), np.uint8, (4, 4, 48), np.int8)
     y = g_a.run(rgb_crop)             # == IntegerModel.run_transform("g_a", ...) in NHWC
+
+A whole-encoder or whole-decoder overlay (overlay/accel_top.py; ``overlay.json`` format 2)
+has one DMA per stream pair: :class:`MultiStreamAccelerator` (of which StreamAccelerator
+is the one-stream case) arms every receive channel, sends every input, waits every channel
+with the same deadline, and returns every output frame by stream name::
+
+    enc = MultiStreamAccelerator("licfpga.bit", [([Stream("x", (128, 128, 3), np.uint8, "dma_0")],
+                                                  [Stream("y", (8, 8, 48), np.int8, "dma_0"), ...])])
+    out = enc.run({"x": rgb})         # {"y": ..., "z": ..., "scale_codes": ...}
 """
 
 from __future__ import annotations
