@@ -75,6 +75,15 @@ def resolve_artifact(name_or_path) -> Path:
     raise ArtifactError(f"integer artifact not found: {name_or_path} (shipped: {names})")
 
 
+def _refuse_impossible_latents(y: np.ndarray, z: np.ndarray) -> None:
+    """A fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
+    results/faults/) would be coded and then refused by every decoder: refuse it here."""
+    for name, lat in (("y", y), ("z", z)):
+        if not _narrow(lat):
+            raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
+                             "impossible value (hardware fault?); no file written")
+
+
 class IntegerCodec(BaseCodec):
     """Same container, tiling and API as the float :class:`~licfpga.host.codec.Codec` (its
     peer); transforms in exact integers."""
@@ -149,6 +158,7 @@ class IntegerCodec(BaseCodec):
     def _encoder_transforms(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(y, z, scale codes) of a padded tile; an FPGA encoder design computes all three."""
         y, z = self._analysis(rgb)
+        _refuse_impossible_latents(y, z)      # before h_s, which would refuse z less tellingly
         return y, z, self.model.scale_codes(z)
 
     def _scale_codes(self, z: np.ndarray) -> np.ndarray:
@@ -157,12 +167,7 @@ class IntegerCodec(BaseCodec):
 
     def _compress_tile(self, crop: np.ndarray, streams: int) -> Tile:
         y, z, codes = self._encoder_transforms(self._pad(np.ascontiguousarray(crop)))
-        for name, lat in (("y", y), ("z", z)):
-            # a fault-free transform keeps latents narrow int8; -128 (a flipped activation bit,
-            # results/faults/) would be coded and then refused by every decoder: refuse it here
-            if not _narrow(lat):
-                raise ValueError(f"latent {name} outside -127..127: the analysis transform computed an "
-                                 "impossible value (hardware fault?); no file written")
+        _refuse_impossible_latents(y, z)      # (again: an FPGA encoder design returns all three)
         idx = self.model.scale_indexes(codes)
         y_str = encode_streams(self.y_coder, y, idx, streams, self._pool)      # S streams of y
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
