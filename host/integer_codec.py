@@ -166,8 +166,7 @@ class IntegerCodec(BaseCodec):
         return self.model.scale_codes(z)
 
     def _compress_tile(self, crop: np.ndarray, streams: int) -> Tile:
-        y, z, codes = self._encoder_transforms(self._pad(np.ascontiguousarray(crop)))
-        _refuse_impossible_latents(y, z)      # (again: an FPGA encoder design returns all three)
+        y, z, codes = self._encoder_transforms(self._pad(np.ascontiguousarray(crop)))   # latents checked there
         idx = self.model.scale_indexes(codes)
         y_str = encode_streams(self.y_coder, y, idx, streams, self._pool)      # S streams of y
         z_str = self.z_coder.encode(z - self._z_median[:, None, None], self._z_indexes(z.shape))
@@ -319,6 +318,7 @@ class FpgaIntegerCodec(IntegerCodec):
         out = self.accelerator.run({V2_ENCODER_IN: rgb}, copy=False)
         # NHWC views of the receive buffers -> [C, h, w], each in the one copy out of them
         y, z, codes = (np.ascontiguousarray(np.moveaxis(out[n], -1, 0), dtype=np.int32) for n in V2_ENCODER_OUT)
+        _refuse_impossible_latents(y, z)      # as on the CPU path: a faulty design is not coded
         return y, z, codes
 
     def _scale_codes(self, z: np.ndarray) -> np.ndarray:

@@ -265,3 +265,21 @@ def test_fpga_backend_whole_side_overlays_identical(codec, tmp_path):
             with pytest.raises(Exception, match="use it to decompress"):
                 fpga.encode(img)
         assert (fpga.fpga_tiles, fpga.cpu_tiles) == (2, 2), side
+
+
+def test_fpga_encoder_overlay_refuses_an_impossible_latent(codec, tmp_path):
+    """A z of -128 out of the encoder design (a hardware fault, results/faults/) is refused
+    before anything is coded, as on the CPU path."""
+    desc = _desc(codec, "encoder")
+    fpga = FpgaIntegerCodec(codec.path, overlay=_write(tmp_path, desc), tile=SIZE, pynq=_ModelPynq(desc, codec.model))
+    run = fpga.accelerator.run
+
+    def faulty(inputs, copy=True):
+        out = run(inputs, copy=copy)
+        out["z"][0, 0, 0] = -128
+        return out
+
+    fpga.accelerator.run = faulty
+    with pytest.raises(ValueError, match=r"latent z outside -127\.\.127"):
+        fpga.encode(sample_image(SIZE, SIZE))
+    assert fpga.fpga_tiles == 1
