@@ -142,6 +142,67 @@ def plan(board_name: str, width: int, height: int, fps: float, side: str = "enco
     }
 
 
+def shipped_width() -> int:
+    """N of the deployed student (the integer artifact the FPGA computes), from its json."""
+    meta = json.loads((REPO / "model" / "checkpoints" / "int-student-0.013.json").read_text())["meta"]
+    return int(meta["student_kwargs"]["N"])
+
+
+def fastest_at_width(board_name: str, N: int, width: int, height: int, side: str,
+                     budget_fraction: float = 0.9, macs_per_dsp: int = MVU_LANES,
+                     uram_weights: bool = True) -> dict:
+    """One width folded as far as the budget allows (a target of one cycle per frame: the
+    greedy folding stops at the first step that would exceed the budget, or when the
+    bottleneck is fully unfolded): the fastest this board runs width ``N`` at this size."""
+    board = load_board(board_name)
+    clock_mhz = float(board["clock_mhz"])
+    budget = budget_of(board["resources"], budget_fraction)
+    return plan_width(side, N, width, height, clock_mhz * 1e6, clock_mhz, budget, "hyperprior",
+                      macs_per_dsp, uram_weights)
+
+
+def shipped_width_table(N: int, budget_fraction: float = 0.9, macs_per_dsp: int = MVU_LANES,
+                        uram_weights: bool = True) -> tuple[str, list[dict]]:
+    """Per board: encoder and decoder fps of width ``N`` at 720p, 1080p and 4K, each folded
+    as far as the budget allows, with the resources of that folding (Markdown, rows)."""
+    rows, lines = [], []
+    for board in list_boards():
+        lines += [f"### {board}: width N={N} (the deployed student), fastest folding within "
+                  f"{budget_fraction:.0%} of every resource", "",
+                  "| resolution | side | fps | limit | DSP | LUT | BRAM36 | URAM |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for res in ALL_RESOLUTIONS:
+            w, h = parse_resolution(res)
+            for side in ("encoder", "decoder"):
+                r = fastest_at_width(board, N, w, h, side, budget_fraction, macs_per_dsp, uram_weights)
+                rows.append({"board": board, "resolution": res, **r})
+                t, b = r["total"], r["budget"]
+                limit = r["limit"] + (f" ({'/'.join(r['blocked_by'])})" if r["blocked_by"] else "")
+                lines.append(f"| {res} (padded {r['padded']}) | {side} | {r['fps']:g} | {limit} | "
+                             + " | ".join(f"{t[k]:,} ({t[k] / (b[k] / budget_fraction):.0%})"
+                                          if b[k] else f"{t[k]:,}" for k in ("DSP", "LUT", "BRAM36", "URAM")) + " |")
+        lines.append("")
+    return "\n".join(lines), rows
+
+
+def planner_vs_full_count(N: int, budget_fraction: float = 0.9, macs_per_dsp: int = MVU_LANES,
+                          uram_weights: bool = True) -> list[str]:
+    """The planner's 1080p30 KV260 encoder beside the full count of the compiled build
+    (results/resources/resources.json: FINN's estimators, FIFOs, DMA, our kernels)."""
+    full = json.loads((REPO / "results" / "resources" / "resources.json").read_text())
+    kv = next(r for r in full["reports"] if r["board"] == "kv260")
+    enc = next(d for name, d in kv["designs"].items() if name.startswith("whole encoder"))
+    p = plan("kv260", 1920, 1080, 30, "encoder", budget_fraction, None, (N,), "hyperprior",
+             macs_per_dsp, uram_weights)["widths"][0]
+    lo, hi, lut = enc["total_mvau_rtl_estimate"]["LUT"], enc["total"]["LUT"], kv["resources"]["LUT"]
+    return ["**The planner is optimistic on LUTs; read these fps as upper bounds.** Its LUT model has",
+            "no FIFOs, DMA or interconnect and its own MVAU formula: for the 1080p30 KV260 encoder it",
+            f"counts {p['total']['LUT']:,} LUT where the full count of the compiled build (results/resources/)",
+            f"gives {lo:,.0f}–{hi:,.0f} ({lo / lut:.0%}–{hi / lut:.0%} of the board"
+            f"{', does not fit' if not enc['fits_90_mvau_rtl_estimate'] else ''}). DSPs, the limit in",
+            f"most rows below, agree better (planner {p['total']['DSP']:,}, compiled {enc['total']['DSP']:,.0f} at 30 fps)."]
+
+
 # ----------------------------------------------------------------------------- report
 
 def _fmt_total(r: dict) -> str:
@@ -240,8 +301,18 @@ def _run_all(args, widths) -> int:
                 stem = f"{board}_{res}_{side}"
                 (args.out / f"{stem}.md").write_text(to_markdown(p))
                 summary.append(f"| {board} | {res} | {side} | [{p['verdict']}]({stem}.md) |")
+    N = shipped_width()
+    table, rows = shipped_width_table(N, args.budget, args.macs_per_dsp, args.uram_weights)
+    summary += ["", f"## The deployed width at 720p, 1080p and 4K (planner estimates, never synthesised)", "",
+                f"The shipped student (N={N}) on each board, every side folded as far as the budget allows",
+                "(not only to 30 fps): the fps the board's clock gives at that folding (`fps = clock /",
+                "slowest stage's cycles per padded frame`), the resource it ran out of, and the resources of",
+                "that folding (% of the board). The FINN-compiled 1080p30 builds are in results/finn/; the",
+                "planner's folding is its own (FINN's SetFolding picks other PE/SIMD splits).", "",
+                *planner_vs_full_count(N, args.budget, args.macs_per_dsp, args.uram_weights), "", table]
     (args.out / "README.md").write_text("\n".join(summary) + "\n")
     (args.out / "plan.json").write_text(json.dumps(everything, indent=1) + "\n")
+    (args.out / "shipped_width.json").write_text(json.dumps(rows, indent=1) + "\n")
     print("\n".join(summary))
     return 0
 

@@ -90,3 +90,33 @@ def test_cli_writes_json_and_md(tmp_path, capsys):
 def test_build_parser_defaults():
     args = planmod.build_parser().parse_args([])
     assert (args.board, args.resolution, args.fps, args.budget) == ("kv260", (1920, 1080), 30.0, 0.9)
+
+
+def test_fastest_at_width_stops_at_the_budget_and_slows_with_the_frame():
+    """The deployed-width table: each side folded until the next step would exceed the
+    budget, so it is at least as fast as the 30-fps folding, within budget, and its fps
+    falls as the padded frame grows (720p > 1080p > 4K)."""
+    N = planmod.shipped_width()
+    assert N == json.loads((planmod.REPO / "model" / "checkpoints" / "int-student-0.013.json").read_text()
+                           )["meta"]["student_kwargs"]["N"]
+    fps = []
+    for w, h in ((1280, 720), (1920, 1080), (3840, 2160)):
+        r = planmod.fastest_at_width("kv260", N, w, h, "encoder")
+        assert r["limit"] in ("resources", "throughput") and r["N"] == N
+        assert all(r["total"][k] <= r["budget"][k] for k in r["budget"])
+        at30 = planmod.plan("kv260", w, h, 30, "encoder", widths=(N,))["widths"][0]
+        assert r["fps"] >= at30["fps"]
+        fps.append(r["fps"])
+    assert fps[0] > fps[1] > fps[2]
+    # the one step the folding refused would have exceeded the budget it names
+    if r["limit"] == "resources":
+        assert r["blocked_by"]
+
+
+def test_planner_vs_full_count_quotes_the_committed_resources():
+    text = " ".join(planmod.planner_vs_full_count(planmod.shipped_width()))
+    full = json.loads((planmod.REPO / "results" / "resources" / "resources.json").read_text())
+    kv = next(r for r in full["reports"] if r["board"] == "kv260")
+    enc = kv["designs"]["whole encoder g_a+h_a+h_s (one design)"]
+    assert f"{enc['total']['LUT']:,.0f}" in text and f"{enc['total_mvau_rtl_estimate']['LUT']:,.0f}" in text
+    assert ("does not fit" in text) == (not enc["fits_90_mvau_rtl_estimate"])
