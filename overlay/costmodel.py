@@ -24,12 +24,16 @@ Resources per MVAU (FINN estimate formulas, FINN-R paper / FINN ``MVAU`` class, 
   * DSP: ``ceil(PE / macs_per_dsp) * SIMD`` -- finn-rtllib's RTL MVU (``mvu.sv``) packs
     ``NUM_LANES`` = 2 PEs of int8 x int8 into one DSP48E2 (signed activations included: the
     whole-g_s RTL simulation runs a PE = 2 MVU on IGDN outputs bit-exactly); the planner's
-    default is that packing (2), ``macs_per_dsp = 1`` is FINN's HLS rule -- + ``PE`` for
-    requantisation (a per-channel
-    fixed-point multiply + shift, as in our GDN kernel's output stage; FINN's default
-    MultiThreshold would spend 255 thresholds per channel in memory instead).
+    default is that packing (2), ``macs_per_dsp = 1`` is FINN's HLS rule. No DSP for
+    requantisation: the FINN flow requantises every MVAU output with a Thresholding_rtl layer
+    (255 thresholds per channel, compared), as overlay/finn_flow.py builds it.
   * LUT: ``300 + 1.1*PE*((W+A)*(2*SIMD-1) + acc_bits)`` (adder tree + accumulator,
-    multipliers in DSPs) + 40 LUT per PE for requantisation + 400 per SWG (assumed)
+    multipliers in DSPs) + 400 per SWG (assumed) + the requantiser, a Thresholding_rtl layer:
+    its thresholds in LUTRAM, ``ceil(MH * 255 * acc_bits / 64)`` (64 bit per LUT) +
+    ``acc_bits * PE`` comparators (FINN's HLS-Thresholding term). FINN's own estimates of the
+    compiled 1080p30 build's 14 threshold layers (results/resources/inputs_1080p30.json) sum to
+    78 % of this formula's (per layer 41-109 %; FINN also minimises acc_bits with the weights):
+    the planner is conservative here
     + weights in LUTRAM when the weight memory is at most 128 deep
     (``PE*SIMD*W*ceil(depth/64)``, FINN's distributed-memory term).
   * weights (int8), depth ``MW*MH/(PE*SIMD)``, width ``PE*SIMD*8``: FINN's RAMB18 formula,
@@ -68,7 +72,7 @@ MVU_LANES = mvu_lanes(WBITS, ABITS)
 BRAM36_BITS = 36 * 1024
 URAM_BITS = 288 * 1024
 SWG_LUT = 400      # sliding-window generator control (assumed)
-REQ_LUT = 40       # requantiser per PE (assumed)
+THRESHOLD_STEPS = 255   # thresholds per channel of an 8-bit requantiser (FINN MultiThreshold)
 PLATFORM = {"LUT": 4000, "DSP": 0, "BRAM36": 4, "URAM": 0}
 
 
@@ -190,10 +194,11 @@ class Layer:
             bram = max(math.ceil(16 * self.cin ** 2 / BRAM36_BITS), math.ceil(16 * self.pe / 72))
             return {"DSP": r * dsp, "LUT": int(r * lut), "BRAM36": r * bram}
         p, q = self.pe, self.simd
-        dsp = math.ceil(p / macs_per_dsp) * q + p
+        dsp = math.ceil(p / macs_per_dsp) * q
         alpha = math.log2(self.mw) + WBITS + ABITS - 2       # signed activations
         acc_bits = min(32, math.ceil(alpha + math.log2(1 + 2 ** -alpha) + 1))
-        lut = 300 + 1.1 * p * ((WBITS + ABITS) * (2 * q - 1) + acc_bits) + REQ_LUT * p + SWG_LUT
+        lut = 300 + 1.1 * p * ((WBITS + ABITS) * (2 * q - 1) + acc_bits) + SWG_LUT
+        lut += threshold_luts(self.mh, p, acc_bits)
         depth = self.mw * self.mh // (p * q)
         width = p * q * WBITS
         bram = 0
@@ -210,6 +215,12 @@ class Layer:
         if self.kind == "deconv":
             bits += (self.stride - 1) * self.w_out * self.cout * ABITS
         return bits
+
+
+def threshold_luts(channels: int, pe: int, acc_bits: int) -> int:
+    """The requantiser FINN builds after an MVAU (Thresholding_rtl): ``channels * 255``
+    thresholds of ``acc_bits`` in LUTRAM (64 bit per LUT) + ``acc_bits * pe`` comparators."""
+    return math.ceil(channels * THRESHOLD_STEPS * acc_bits / 64) + acc_bits * pe
 
 
 def _finn_ramb18(depth: int, width: int) -> int:

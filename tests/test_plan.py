@@ -119,4 +119,28 @@ def test_planner_vs_full_count_quotes_the_committed_resources():
     kv = next(r for r in full["reports"] if r["board"] == "kv260")
     enc = kv["designs"]["whole encoder g_a+h_a+h_s (one design)"]
     assert f"{enc['total']['LUT']:,.0f}" in text and f"{enc['total_mvau_rtl_estimate']['LUT']:,.0f}" in text
-    assert ("does not fit" in text) == (not enc["fits_90_mvau_rtl_estimate"])
+    planner = planmod.plan("kv260", 1920, 1080, 30, "encoder", widths=(planmod.shipped_width(),))["widths"][0]
+    assert f"{planner['total']['LUT']:,}" in text
+    agree = planner["meets"] == enc["fits_90_mvau_rtl_estimate"]
+    assert ("Both say" in text) == agree and ("disagree" in text) == (not agree)
+
+
+def test_requantisers_are_thresholds_as_the_flow_builds_them():
+    """FINN builds a Thresholding_rtl layer after every MVAU (255 thresholds per channel in
+    LUTRAM), not a multiply-shift in DSPs: the planner counts those LUTs and no requantiser
+    DSP. Checked against FINN's estimates of the compiled 1080p30 build's threshold layers."""
+    from licfpga.overlay.costmodel import threshold_luts
+    inputs = json.loads((planmod.REPO / "results" / "resources" / "inputs_1080p30.json").read_text())
+    ours = finn = 0
+    for t in inputs["transforms"].values():
+        for n in t["nodes"]:
+            if n["op_type"].startswith("Thresholding"):
+                o = threshold_luts(n["NumChannels"], n["PE"], n["A"])
+                assert o >= 0.9 * n["finn"]["LUT"], n["name"]
+                ours, finn = ours + o, finn + n["finn"]["LUT"]
+    assert finn <= ours <= 1.5 * finn
+    # an MVAU's DSPs are its multipliers only (2 int8 lanes per DSP48E2), LUTs include the thresholds
+    layer = Layer("x", "conv", 30, 30, 5, 2, 64, 64, pe=4, simd=25)
+    r = layer.compute()
+    assert r["DSP"] == 2 * 25
+    assert r["LUT"] > threshold_luts(30, 4, 23)
