@@ -66,11 +66,15 @@ def big_runner():
     return _Verilator()
 
 
-def export_flow_stitch(transform: str, build: Path, size: int, target_cycles: int, fifo_depth: int,
-                       fifo_depths: dict | None = None, top: str | None = None) -> tuple[dict, Path, dict]:
+def export_flow_stitch(transform: str, build: Path, size, target_cycles: int | None, fifo_depth: int,
+                       fifo_depths: dict | None = None, top: str | None = None, resolution: tuple | None = None,
+                       fps: float = 30.0, folding_config: Path | None = None) -> tuple[dict, Path, dict]:
     """Export -> FINN flow (golden thresholds, codegen) -> stitch into ``build`` (emptied
-    first). Returns (info {"flow": report, "stitch": stitch.json, "rtllib": finn-rtllib dir},
-    integer artifact, timings)."""
+    first). ``size``: the image, square or ``(height, width)``; either ``target_cycles``
+    (cycles/frame of the export) or ``resolution`` ``(W, H)`` + ``fps`` (fold as the
+    frame-size build does); ``folding_config``: FINN ApplyConfig file whose values win (e.g.
+    the committed ``results/finn/kv260/<t>/folding_config.json``). Returns (info {"flow":
+    report, "stitch": stitch.json, "rtllib": finn-rtllib dir}, integer artifact, timings)."""
     import torch
 
     from licfpga.overlay import export_qonnx as E
@@ -90,13 +94,15 @@ def export_flow_stitch(transform: str, build: Path, size: int, target_cycles: in
         "from licfpga.overlay.finn_flow import run_flow\n"
         "from licfpga.overlay.rtl_stitch import stitch\n"
         f"r = run_flow({str(onnx)!r}, 'kv260', out_root={str(build / 'finn')!r}, target_cycles={target_cycles},"
-        f" fifo_depth={fifo_depth}, golden={str(integer)!r}, fifo_depths={fifo_depths!r})\n"
+        f" fifo_depth={fifo_depth}, golden={str(integer)!r}, fifo_depths={fifo_depths!r},"
+        f" resolution={tuple(resolution) if resolution else None!r}, fps={fps!r},"
+        f" folding_config={str(folding_config) if folding_config else None!r})\n"
         f"s = stitch({str(build / 'finn' / 'kv260' / transform / f'{transform}_final.onnx')!r}, {str(build / 'rtl')!r},"
         f" top={(top or transform + '_top')!r})\n"
         "initialize_dummy_settings()\n"
         "print(json.dumps({'flow': {k: r[k] for k in ('steps', 'codegen', 'cycles_per_layer', 'max_cycles',"
         " 'folding', 'resources_total', 'target_cycles_per_frame', 'threshold_proof', 'input_stream',"
-        " 'output_stream')}, 'stitch': s, 'rtllib': str(get_settings().finn_rtllib)}, default=str))")
+        " 'output_stream', 'est_fps_at_resolution')}, 'stitch': s, 'rtllib': str(get_settings().finn_rtllib)}, default=str))")
     t["finn_flow_and_stitch_s"] = time.time() - t0
     return json.loads(out.strip().splitlines()[-1]), integer, t
 

@@ -6,7 +6,9 @@ pytest side: the shared pipeline of tests/hw/stitched.py for h_s and g_s (as in
 test_encoder_rtl.py: same frame size and folding target), overlay/accel_top.py, one
 Verilator build. Stimulus: y and z that ``IntegerModel.analysis`` gives for crops of the
 shipped samples (what the PS decodes from a .lic file: the latents are coded losslessly);
-expected: ``IntegerModel.scale_codes(z)`` and ``IntegerModel.synthesis(y)``.
+expected: ``IntegerModel.scale_codes(z)`` and ``IntegerModel.synthesis(y)``. Two benches
+(test_encoder_rtl.Bench): 128x128 crops, and the KV260 1080p30 build of h_s and g_s on the
+latents of 1920x128 strips (opt-in: LICFPGA_RTL_1080P_DECODER=1, see STRIP_FIFO_DEPTH).
 
 cocotb side (``decoder_stream``): both sources send ``N_FREE`` frames back to back with no
 idle and no back-pressure -- each pipeline's frame interval (last beats of consecutive
@@ -26,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cocotb_util import run_cocotb
-from test_encoder_rtl import (SIZE, TARGET_CYCLES, assert_memories_loaded, build_side, check_flows_and_files,
-                              crops, write_report)
+from test_encoder_rtl import (ROOT, SIZE, STRIP_HW, TARGET_CYCLES, Bench, applied_folding, assert_memories_loaded,
+                              build_side, check_flows_and_files, crops, strips, write_report)
 
 BUILD = Path(__file__).resolve().parent / "sim_build" / "decoder"
 N_FREE = 3
@@ -38,6 +40,10 @@ N_BP = 2
 # for B/2 cycles while it drains (hls/depth_to_space); meanwhile its producer, as slow as it,
 # keeps emitting B/3 beats = 1 280 (B = 32 px * 120 ch) that its input FIFO must hold.
 FIFO_DEPTH = 2048
+# the 1080p30 strip bench (STRIP_1080P30 below). Measured once (results/accel/README.md):
+# bit-exact, h_s 777 600 = its estimate, g_s 890 528 vs 737 280 (+20.8 %, over the 5 % bar):
+# not yet met, so the test runs only when asked (LICFPGA_RTL_1080P_DECODER=1)
+STRIP_FIFO_DEPTH = 2048
 TOP = "decoder_top"
 TRANSFORMS = ("h_s", "g_s")
 PIPES = (("s_axis_0", "z", np.int8, "m_axis_0", "s", np.uint8, "h_s"),
@@ -60,7 +66,7 @@ if cocotb is not None:
         from cocotb_util import pause_gen, receive_bytes
 
         case = np.load(os.environ["DEC_CASE"])
-        n_frames = case["x"].shape[0]
+        n_frames, n_free = case["x"].shape[0], int(case["n_free"])
         rng = random.Random(int(case["seed"]))
         Clock(dut.ap_clk, 5, unit="ns").start()
         srcs, sinks = [], []
@@ -78,6 +84,8 @@ if cocotb is not None:
             while True:
                 await RisingEdge(dut.ap_clk)
                 cycle += 1
+                if cycle % 500_000 == 0:               # progress of the long (1080p-folding) runs
+                    dut._log.info("cycle %d: output beats %s", cycle, {p: len(b) for p, b in beats.items()})
                 for p, v, r in sig:
                     if v.value == 1 and r.value == 1:
                         beats[p].append(cycle)
@@ -115,18 +123,18 @@ if cocotb is not None:
                 for k in range(first, last):
                     await receive(i, k, what)
 
-        await run(0, N_FREE, "free running")
+        await run(0, n_free, "free running")
         await ClockCycles(dut.ap_clk, 200)
-        expect_beats(N_FREE)
+        expect_beats(n_free)
         # frame k ends with output beat (k+1)*beats_per_frame - 1 of its port
-        res = {"frame_end_cycles": {p[3]: [beats[p[3]][(k + 1) * per_frame(p[4]) - 1] for k in range(N_FREE)]
+        res = {"frame_end_cycles": {p[3]: [beats[p[3]][(k + 1) * per_frame(p[4]) - 1] for k in range(n_free)]
                                     for p in PIPES}}
         res["intervals"] = {p: np.diff(v).tolist() for p, v in res["frame_end_cycles"].items()}
         for s in srcs:
             s.set_pause_generator(pause_gen(rng, 0.3))
         for s, p in zip(sinks, (0.6, 0.5)):
             s.set_pause_generator(pause_gen(rng, p))
-        await run(N_FREE, n_frames, "idle + back-pressure")
+        await run(n_free, n_frames, "idle + back-pressure")
         await ClockCycles(dut.ap_clk, 400)
         expect_beats(n_frames)
         res["total_cycles"] = cycle
@@ -136,41 +144,45 @@ if cocotb is not None:
 
 
 # ==================================================================== pytest side
-@pytest.fixture(scope="module")
-def decoder_rtl(verilator_env):
-    return build_side("decoder", BUILD, TRANSFORMS, SIZE, TARGET_CYCLES, FIFO_DEPTH)
+CROP = Bench(BUILD, (SIZE, SIZE), TARGET_CYCLES, None, None, FIFO_DEPTH, N_FREE, N_BP, lambda n: crops(n, SIZE))
+# the 1080p30 KV260 build of h_s and g_s on 1920x128 strips (as test_encoder_rtl.STRIP_1080P30)
+STRIP_1080P30 = Bench(BUILD.parent / "decoder_1080p30_strip", STRIP_HW, None, (1920, 1080),
+                      ROOT / "results" / "finn" / "kv260", STRIP_FIFO_DEPTH, 2, 1, lambda n: strips(n, *STRIP_HW))
 
 
-@pytest.mark.slow                    # 2 FINN flows + one Verilator build + simulation: minutes on 2 cores
-def test_decoder_rtl_bit_exact(decoder_rtl, tmp_path):
-    """z (2x2x30) -> scale codes (8x8x48 uint8) and y (8x8x48) -> 128x128 RGB out of one
-    decoder design == IntegerModel; each pipeline's frame interval within 5 % of its estimate."""
+def build_bench(b: Bench):
+    return build_side("decoder", b.build, TRANSFORMS, b.hw, b.target_cycles, b.fifo_depth,
+                      resolution=b.resolution, folding_dir=b.folding_dir)
+
+
+def run_bench(b: Bench, built: dict, integer: Path, timings: dict, tmp_path: Path) -> dict:
+    """Latents of ``b``'s images in, expected scale codes and RGB, the cocotb run, report.json;
+    bit-exactness asserted in the bench, each pipeline's frame interval within 5 % of its estimate."""
     from licfpga.model.golden.network import IntegerModel
 
     t_start = time.time()
-    built, integer, timings = decoder_rtl
     accel = built["accel"]
     check_flows_and_files(built["flows"], accel)
     st = {s["port"]: s for s in accel["streams"]["out"]}
     im = IntegerModel.load(integer)
     ys, zs, ss, xs = [], [], [], []
-    for img in crops(N_FREE + N_BP, SIZE):
+    for img in b.images(b.n_free + b.n_bp):
         y, z = im.analysis(img)
         ys.append(np.moveaxis(y, 0, -1))
         zs.append(np.moveaxis(z, 0, -1))
         ss.append(np.moveaxis(im.scale_codes(z), 0, -1))
         xs.append(im.synthesis(y))                              # [H, W, 3] uint8
     y, z, s, x = (np.stack(v) for v in (ys, zs, ss, xs))
-    assert x.shape[1:] == (SIZE, SIZE, 3) and s.shape == y.shape
+    assert x.shape[1:] == (*b.hw, 3) and s.shape == y.shape
     est = accel["max_exp_cycles"]
     case = tmp_path / "case.npz"
     np.savez(case, y=y.astype(np.int8), z=z.astype(np.int8), s=s.astype(np.uint8), x=x.astype(np.uint8), seed=37,
-             est_cycles=est, **{f"{p[4]}_beat_bytes": st[p[3]]["stream_width"] // 8 for p in PIPES})
+             est_cycles=est, n_free=b.n_free, **{f"{p[4]}_beat_bytes": st[p[3]]["stream_width"] // 8 for p in PIPES})
     t0 = time.time()
-    run_cocotb(built["runner"], BUILD / "verilator", tmp_path, "test_decoder_rtl", TOP, "decoder_stream", 37,
-               {"DEC_CASE": str(case)}, BUILD / "sim.log")
+    run_cocotb(built["runner"], b.build / "verilator", tmp_path, "test_decoder_rtl", TOP, "decoder_stream", 37,
+               {"DEC_CASE": str(case)}, b.build / "sim.log")
     timings["simulation_s"] = round(time.time() - t0, 1)
-    assert_memories_loaded(BUILD / "sim.log")
+    assert_memories_loaded(b.build / "sim.log")
     res = json.loads(Path(str(case) + ".json").read_text())
     measured = {}
     for p in PIPES:
@@ -182,11 +194,55 @@ def test_decoder_rtl_bit_exact(decoder_rtl, tmp_path):
     design_ii = max(m["cycles_per_frame"] for m in measured.values())
     measured["design"] = {"cycles_per_frame": design_ii, "ratio": design_ii / est}
     timings["test_body_s"] = round(time.time() - t_start, 1)
-    write_report(BUILD, "decoder", SIZE, accel, measured, timings,
-                 {"bit_exact_frames": N_FREE + N_BP, "free_frames": N_FREE, "backpressure_frames": N_BP,
-                  "fifo_depth": FIFO_DEPTH, "target_cycles": TARGET_CYCLES, "total_cycles": res["total_cycles"],
-                  "artifact": str(integer)})
+    timings["simulated_cycles_per_s"] = round(res["total_cycles"] / timings["simulation_s"], 1)
+    h, w = b.hw
+    rep = write_report(b.build, "decoder", list(b.hw) if h != w else h, accel, measured, timings,
+                       {"bit_exact_frames": b.n_free + b.n_bp, "free_frames": b.n_free, "backpressure_frames": b.n_bp,
+                        "fifo_depth": b.fifo_depth, "target_cycles": b.target_cycles,
+                        "resolution": list(b.resolution) if b.resolution else None,
+                        "folding_config_passed": str(b.folding_dir) if b.folding_dir else None,
+                        "total_cycles": res["total_cycles"], "artifact": str(integer)})
     for port, m in measured.items():
         ref = m.get("est_cycles_per_frame", est)
         assert abs(m["cycles_per_frame"] - ref) <= 0.05 * ref, \
             f"{port}: cycles/frame measured {m['cycles_per_frame']} vs estimate {ref}"
+    return rep
+
+
+@pytest.fixture(scope="module")
+def decoder_rtl(verilator_env):
+    return build_bench(CROP)
+
+
+@pytest.mark.slow                    # 2 FINN flows + one Verilator build + simulation: minutes on 2 cores
+def test_decoder_rtl_bit_exact(decoder_rtl, tmp_path):
+    """z (2x2x30) -> scale codes (8x8x48 uint8) and y (8x8x48) -> 128x128 RGB out of one
+    decoder design == IntegerModel; each pipeline's frame interval within 5 % of its estimate."""
+    built, integer, timings = decoder_rtl
+    run_bench(CROP, built, integer, timings, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def decoder_rtl_1080p30_strip(verilator_env):
+    return build_bench(STRIP_1080P30)
+
+
+@pytest.mark.slow                    # 2 FINN flows at 1920 px + one Verilator build of the 1080p folding: ~17 min
+@pytest.mark.timeout(2700)           # over the suite's 900 s: build ~6 min, 3.3 M simulated cycles at ~5 k/s (shared cores)
+@pytest.mark.skipif(os.environ.get("LICFPGA_RTL_1080P_DECODER") != "1",
+                    reason="g_s measured +20.8 % over its estimate at this FIFO depth (over the 5 % bar); "
+                           "LICFPGA_RTL_1080P_DECODER=1 runs it")
+def test_decoder_rtl_1080p30_strip(decoder_rtl_1080p30_strip, tmp_path):
+    """The 1080p30 KV260 decoder (h_s and g_s: their folding, 1920-px line buffers, memory
+    styles) on the latents of 1920x128 strips: z (2x30x30) -> scale codes (8x120x48), y
+    (8x120x48) -> RGB (128x1920) == IntegerModel, back to back and under random idle +
+    back-pressure; each pipeline's strip interval within 5 % of its estimate."""
+    built, integer, timings = decoder_rtl_1080p30_strip
+    folding = applied_folding(built["flows"], STRIP_1080P30.build, STRIP_1080P30.folding_dir)
+    (STRIP_1080P30.build / "folding_1080p30.json").write_text(json.dumps(folding, indent=1))
+    rep = run_bench(STRIP_1080P30, built, integer, timings, tmp_path)
+    w, h = STRIP_1080P30.resolution
+    rows = (h + 63) // 64 * 64
+    ii = rep["measured"]["design"]["cycles_per_frame"]
+    rep["modeled_fps_1920x1088_200MHz"] = 200e6 / (ii * rows / STRIP_HW[0])
+    (STRIP_1080P30.build / "report.json").write_text(json.dumps(rep, indent=1))

@@ -17,6 +17,13 @@ is the measured initiation interval, compared with the design's estimate (max
 ``get_exp_cycles`` over every layer of the three transforms: they run concurrently); then
 ``N_BP`` frames with random idle cycles on the source and independent random back-pressure
 on the three sinks. Every y, z and scale-code tensor is compared.
+
+Two benches, one testbench (:class:`Bench`): ``CROP`` (128x128 crops, folded for 200 000
+cycles/frame) and ``STRIP_1080P30``: the KV260 1080p30 build itself (1920-px rows, hence its
+line buffers and memory styles; the committed ``results/finn/kv260/<t>/folding_config.json``
+passed back to FINN, and the build's final folding checked equal to it, layer by layer) on
+1920x128 strips, with every FIFO's occupancy monitor read (``report.json``: ``fifo_maxcount``,
+``fifo_sized_from_maxcount``). Figures: results/accel/README.md.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import random
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -41,6 +50,10 @@ TARGET_CYCLES = 200_000    # folding target of each transform, cycles/frame at S
 FIFO_DEPTH = 256
 N_FREE = 3                 # back-to-back frames (N_FREE - 1 intervals)
 N_BP = 2                   # frames under idle + back-pressure
+# the 1080p30 strip bench (STRIP_1080P30 below): uniform 256 measured one interval of
+# 931 327 / 939 294 / 1 109 250 cycles on y / z / scale codes vs 777 600 (2 frames); the
+# bench reads every FIFO's maxcount, whence the depths a sized design would need
+STRIP_FIFO_DEPTH = 4096
 TOP = "encoder_top"
 TRANSFORMS = ("g_a", "h_a", "h_s")
 OUTS = (("m_axis_0", "y", np.int8), ("m_axis_1", "z", np.int8), ("m_axis_2", "s", np.uint8))
@@ -62,7 +75,7 @@ if cocotb is not None:
 
         case = np.load(os.environ["ENC_CASE"])
         x = case["x"]
-        n_frames = x.shape[0]
+        n_frames, n_free = x.shape[0], int(case["n_free"])
         rng = random.Random(int(case["seed"]))
         src, sink0 = axis_endpoints(dut, dut.ap_clk, dut.ap_rst_n, 5, "s_axis_0", "m_axis_0")
         sinks = [sink0]
@@ -79,6 +92,8 @@ if cocotb is not None:
             while True:
                 await RisingEdge(dut.ap_clk)
                 cycle += 1
+                if cycle % 500_000 == 0:               # progress of the long (1080p-folding) runs
+                    dut._log.info("cycle %d: output beats %s", cycle, {p: len(b) for p, b in beats.items()})
                 for p, v, r in sig:
                     if v.value == 1 and r.value == 1:
                         beats[p].append(cycle)
@@ -109,24 +124,32 @@ if cocotb is not None:
             assert all(s.empty() for s in sinks), "extra output data"
 
         # ---- free running, back to back: the initiation interval
-        for k in range(N_FREE):
+        for k in range(n_free):
             await src.send(AxiStreamFrame(x[k].tobytes()))
-        for k in range(N_FREE):
+        for k in range(n_free):
             await receive_frame(k, "free running")
         await ClockCycles(dut.ap_clk, 200)
-        expect_beats(N_FREE)
+        expect_beats(n_free)
         # frame k ends with output beat (k+1)*beats_per_frame - 1 of each port (the sinks keep
         # receiving while the bench waits on another port, so "the last beat seen" is not it)
-        res = {"frame_end_cycles": {p: [beats[p][(k + 1) * per_frame(n) - 1] for k in range(N_FREE)] for p, n, _ in OUTS}}
+        res = {"frame_end_cycles": {p: [beats[p][(k + 1) * per_frame(n) - 1] for k in range(n_free)] for p, n, _ in OUTS}}
         res["intervals"] = {p: np.diff(v).tolist() for p, v in res["frame_end_cycles"].items()}
         res["latency_first_frame"] = {p: v[0] for p, v in res["frame_end_cycles"].items()}
+        # every FIFO's occupancy monitor (fifo.sv ``maxcount``: the maximum since reset) after
+        # the back-to-back frames: what each FIFO had to hold at full throughput
+        res["fifo_maxcount"] = {}
+        for path in (str(f) for f in case["fifos"]):
+            h = dut
+            for part in path.split("."):
+                h = getattr(h, part)
+            res["fifo_maxcount"][path] = int(h.maxcount.value)
         # ---- random idle on the source, random back-pressure on every sink
         src.set_pause_generator(pause_gen(rng, 0.3))
         for s, p in zip(sinks, (0.5, 0.7, 0.3)):
             s.set_pause_generator(pause_gen(rng, p))
-        for k in range(N_FREE, n_frames):
+        for k in range(n_free, n_frames):
             await src.send(AxiStreamFrame(x[k].tobytes()))
-        for k in range(N_FREE, n_frames):
+        for k in range(n_free, n_frames):
             await receive_frame(k, "idle + back-pressure")
         await ClockCycles(dut.ap_clk, 400)
         expect_beats(n_frames)
@@ -151,27 +174,43 @@ def crops(n: int, size: int) -> list[np.ndarray]:
     return out
 
 
-def build_side(side: str, build: Path, transforms, size: int, target: int, fifo_depth: int,
-               wrap=None) -> tuple[dict, Path, dict]:
+def build_side(side: str, build: Path, transforms, size, target: int | None, fifo_depth: int,
+               wrap=None, resolution: tuple | None = None, folding_dir: Path | None = None,
+               monitor_fifos: bool = False) -> tuple[dict, Path, dict]:
     """The shared pipeline (tests/hw/stitched.py) for each transform, then overlay/accel_top.py
-    and one Verilator build. ``wrap(accel, flows)`` -> (extra sources, top, parameters): a
-    top around ``<side>_top`` to build instead (test_pynq_driver.py: the DMA-side streams).
+    and one Verilator build. ``size``: square or ``(height, width)``; ``target`` cycles/frame,
+    or ``resolution`` ``(W, H)``: fold as the 30 fps build of that frame does, and
+    ``folding_dir/<t>/folding_config.json`` passed back to FINN (its values win).
+    ``wrap(accel, flows)`` -> (extra sources, top, parameters): a top around ``<side>_top`` to
+    build instead (test_pynq_driver.py: the DMA-side streams). ``monitor_fifos``: every FINN
+    FIFO's occupancy monitor (``maxcount``) public too (:func:`fifo_paths`).
     Returns ({"flows", "accel", "runner"}, integer artifact, timings)."""
     from licfpga.overlay import accel_top
 
     flows, t = {}, {}
     for name in transforms:
-        info, integer, tt = export_flow_stitch(name, build / name, size, target, fifo_depth, top=f"{name}_top")
+        fold = None if folding_dir is None else Path(folding_dir) / name / "folding_config.json"
+        info, integer, tt = export_flow_stitch(name, build / name, size, target, fifo_depth, top=f"{name}_top",
+                                               resolution=resolution, folding_config=fold)
         flows[name] = info
         t[f"{name}_export_flow_stitch_s"] = round(sum(tt.values()), 1)
     accel = accel_top.build(side, {n: build / n / "rtl" for n in transforms}, build / "accel")
     shutil.rmtree(build / "verilator", ignore_errors=True)       # never a stale model (cocotb rebuilds by mtime only)
     t0 = time.time()
     extra, top, params = wrap(accel, flows) if wrap else ([], f"{side}_top", {})
+    public = f'public_flat_rw -module "{top}" -var "*"\n'
+    if monitor_fifos:
+        public += 'public_flat_rd -module "*_StreamingFIFO_rtl_*" -var "maxcount"\n'
     runner = verilator_build([Path(f) for f in accel["sim_files"]] + list(extra), top, build / "verilator",
-                             f'public_flat_rw -module "{top}" -var "*"\n', parameters=params)
+                             public, parameters=params)
     t["verilator_build_s"] = round(time.time() - t0, 1)
     return {"flows": flows, "accel": accel, "runner": runner}, integer, t
+
+
+def fifo_paths(accel: dict) -> list[str]:
+    """Hierarchical names (under the side's top) of every FINN FIFO: ``u_<t>.<t>_StreamingFIFO_rtl_<k>``."""
+    return [f"u_{t}.{t}_{n}" for t, v in accel["transforms"].items() for n in v["exp_cycles"]
+            if n.startswith("StreamingFIFO_rtl_")]
 
 
 def check_flows_and_files(flows: dict, accel: dict):
@@ -212,24 +251,85 @@ def write_report(build: Path, side: str, size: int, accel: dict, measured: dict,
     return rep
 
 
-@pytest.fixture(scope="module")
-def encoder_rtl(verilator_env):
-    return build_side("encoder", BUILD, TRANSFORMS, SIZE, TARGET_CYCLES, FIFO_DEPTH)
+@dataclass(frozen=True)
+class Bench:
+    """One size and folding of the encoder bench (the same cocotb test runs both)."""
+    build: Path
+    hw: tuple[int, int]               # image (height, width)
+    target_cycles: int | None         # folding target, cycles/frame of the export ...
+    resolution: tuple | None          # ... or (W, H): folded as the 30 fps build of that frame
+    folding_dir: Path | None          # <dir>/<t>/folding_config.json passed back to FINN (wins)
+    fifo_depth: int
+    n_free: int                       # back-to-back frames (n_free - 1 intervals)
+    n_bp: int                         # frames under idle + back-pressure
+    images: Callable[[int], list]     # n -> n RGB images of size hw
+    monitor_fifos: bool = False       # read every FIFO's maxcount after the back-to-back frames
+    # which back-to-back interval is "the" cycles/frame: "mean" of all, or "last": where the
+    # layers of equal rate have settled their phase (the 1080p folding has no slack: h_a and
+    # h_s are as slow as g_a, so the first intervals carry the start-up transient)
+    interval: str = "mean"
 
 
-@pytest.mark.slow                    # 3 FINN flows + one Verilator build + simulation: minutes on 2 cores
-def test_encoder_rtl_bit_exact(encoder_rtl, tmp_path):
-    """128x128 RGB -> y (8x8x48 int8), z (2x2x30 int8), scale codes (8x8x48 uint8) out of one
-    encoder design == IntegerModel; every output's frame interval within 5 % of the estimate."""
+CROP = Bench(BUILD, (SIZE, SIZE), TARGET_CYCLES, None, None, FIFO_DEPTH, N_FREE, N_BP, lambda n: crops(n, SIZE))
+# The 1080p30 KV260 build (`make finn-build`: 128 x 1920 exports, folded for 30 fps at
+# 1920x1080) on strips of its own export size: same width, hence the same line buffers and
+# memory styles; the committed folding of that build passed back, so every PE/SIMD/REPLICAS/
+# ram_style is its own. Not 64 rows: z would be one row high, which qonnx' Im2Col takes for a
+# 1D convolution and rejects in h_s ("Unexpected kernel shape and padding", tried)
+STRIP_HW = (128, 1920)
+STRIP_1080P30 = Bench(BUILD.parent / "encoder_1080p30_strip", STRIP_HW, None, (1920, 1080),
+                      ROOT / "results" / "finn" / "kv260", STRIP_FIFO_DEPTH, 4, 1, lambda n: strips(n, *STRIP_HW),
+                      monitor_fifos=True, interval="last")
+
+
+def strips(n: int, height: int, width: int) -> list[np.ndarray]:
+    """``height`` x ``width`` strips: the same band of rows of the shipped samples side by side
+    (kodim23 | kodim15 | kodim04, repeated to the width), band k starting 37·k rows lower."""
+    from licfpga.host.images import load_image
+
+    names = ["kodim23.png", "kodim15.png", "kodim04.png"]
+    imgs = [load_image(ROOT / "host" / "samples" / nm)[0] for nm in names]
+    out = []
+    for k in range(n):
+        parts, w = [], 0
+        while w < width:
+            img = imgs[len(parts) % len(imgs)]
+            y0 = ((img.shape[0] - height) // 2 + 37 * k) % (img.shape[0] - height + 1)
+            parts.append(img[y0:y0 + height])
+            w += img.shape[1]
+        out.append(np.ascontiguousarray(np.concatenate(parts, axis=1)[:, :width]))
+    return out
+
+
+def fifo_report(accel: dict, depth: int, maxcount: dict) -> dict:
+    """Measured FIFO occupancy, which FIFOs were full (limited by ``depth``), and the depths
+    overlay/fifo_sizing.py derives from it (maxcount + 25 % + 1; not simulated at those depths)."""
+    if not maxcount:
+        return {}
+    from licfpga.overlay.fifo_sizing import size_fifos
+
+    return {"fifo_maxcount": maxcount, "fifos_full": [f for f, v in maxcount.items() if v >= depth],
+            "fifo_sized_from_maxcount": size_fifos(maxcount, cap=depth)}
+
+
+def build_bench(b: Bench):
+    return build_side("encoder", b.build, TRANSFORMS, b.hw, b.target_cycles, b.fifo_depth,
+                      resolution=b.resolution, folding_dir=b.folding_dir, monitor_fifos=b.monitor_fifos)
+
+
+def run_bench(b: Bench, built: dict, integer: Path, timings: dict, tmp_path: Path) -> dict:
+    """Expected y, z, scale codes of ``b``'s images, the cocotb run, report.json; asserts
+    bit-exactness (in the bench) and every output's frame interval within 5 % of the estimate."""
     from licfpga.model.golden.network import IntegerModel
 
     t_start = time.time()
-    built, integer, timings = encoder_rtl
     accel = built["accel"]
     check_flows_and_files(built["flows"], accel)
     st = {s["port"]: s for s in accel["streams"]["out"]}
     im = IntegerModel.load(integer)
-    x = np.stack(crops(N_FREE + N_BP, SIZE))
+    x = np.stack(b.images(b.n_free + b.n_bp))
+    h, w = b.hw
+    assert x.shape[1:] == (h, w, 3)
     ys, zs, ss = [], [], []
     for img in x:
         y, z = im.analysis(img)                       # g_a, then h_a on |y| (its first op)
@@ -237,27 +337,88 @@ def test_encoder_rtl_bit_exact(encoder_rtl, tmp_path):
         zs.append(np.moveaxis(z, 0, -1))
         ss.append(np.moveaxis(im.scale_codes(z), 0, -1))
     y, z, s = np.stack(ys), np.stack(zs), np.stack(ss)
-    assert y.shape[1:] == (SIZE // 16, SIZE // 16, im.M) and z.shape[1:] == (SIZE // 64, SIZE // 64, im.z_channels)
+    assert y.shape[1:] == (h // 16, w // 16, im.M) and z.shape[1:] == (h // 64, w // 64, im.z_channels)
     assert s.shape == y.shape and np.abs(y).max() <= 127 and np.abs(z).max() <= 127 and s.min() >= 0 and s.max() <= 255
     assert (y < 0).any() and (y > 0).any(), "y of one sign only: the on-chip |y| would not be exercised"
     est = accel["max_exp_cycles"]
     case = tmp_path / "case.npz"
     np.savez(case, x=x.astype(np.uint8), y=y.astype(np.int8), z=z.astype(np.int8), s=s.astype(np.uint8), seed=31,
-             est_cycles=est, **{f"{n}_beat_bytes": st[p]["stream_width"] // 8 for p, n, _ in OUTS})
+             est_cycles=est, n_free=b.n_free, fifos=np.array(fifo_paths(accel) if b.monitor_fifos else [], dtype=str),
+             **{f"{n}_beat_bytes": st[p]["stream_width"] // 8 for p, n, _ in OUTS})
     t0 = time.time()
-    run_cocotb(built["runner"], BUILD / "verilator", tmp_path, "test_encoder_rtl", TOP, "encoder_stream", 31,
-               {"ENC_CASE": str(case)}, BUILD / "sim.log")
+    run_cocotb(built["runner"], b.build / "verilator", tmp_path, "test_encoder_rtl", TOP, "encoder_stream", 31,
+               {"ENC_CASE": str(case)}, b.build / "sim.log")
     timings["simulation_s"] = round(time.time() - t0, 1)
-    assert_memories_loaded(BUILD / "sim.log")
+    assert_memories_loaded(b.build / "sim.log")
     res = json.loads(Path(str(case) + ".json").read_text())
-    measured = {p: {"intervals": res["intervals"][p], "cycles_per_frame": float(np.mean(res["intervals"][p])),
-                    "ratio": float(np.mean(res["intervals"][p])) / est, "latency_first_frame": res["latency_first_frame"][p]}
+    pick = (lambda v: float(v[-1])) if b.interval == "last" else (lambda v: float(np.mean(v)))
+    measured = {p: {"intervals": res["intervals"][p], "cycles_per_frame": pick(res["intervals"][p]),
+                    "interval_used": b.interval, "ratio": pick(res["intervals"][p]) / est,
+                    "latency_first_frame": res["latency_first_frame"][p]}
                 for p, _, _ in OUTS}
     timings["test_body_s"] = round(time.time() - t_start, 1)
-    write_report(BUILD, "encoder", SIZE, accel, measured, timings,
-                 {"bit_exact_frames": N_FREE + N_BP, "free_frames": N_FREE, "backpressure_frames": N_BP,
-                  "fifo_depth": FIFO_DEPTH, "target_cycles": TARGET_CYCLES, "total_cycles": res["total_cycles"],
-                  "artifact": str(integer)})
+    timings["simulated_cycles_per_s"] = round(res["total_cycles"] / timings["simulation_s"], 1)
+    rep = write_report(b.build, "encoder", list(b.hw) if h != w else h, accel, measured, timings,
+                       {"bit_exact_frames": b.n_free + b.n_bp, "free_frames": b.n_free, "backpressure_frames": b.n_bp,
+                        "fifo_depth": b.fifo_depth, "target_cycles": b.target_cycles,
+                        "resolution": list(b.resolution) if b.resolution else None,
+                        "folding_config_passed": str(b.folding_dir) if b.folding_dir else None,
+                        "total_cycles": res["total_cycles"], "artifact": str(integer),
+                        **fifo_report(accel, b.fifo_depth, res["fifo_maxcount"])})
     for p, m in measured.items():
         assert abs(m["cycles_per_frame"] - est) <= 0.05 * est, \
             f"{p}: cycles/frame measured {m['cycles_per_frame']} vs estimate {est} ({accel['bottleneck']})"
+    return rep
+
+
+@pytest.fixture(scope="module")
+def encoder_rtl(verilator_env):
+    return build_bench(CROP)
+
+
+@pytest.mark.slow                    # 3 FINN flows + one Verilator build + simulation: minutes on 2 cores
+def test_encoder_rtl_bit_exact(encoder_rtl, tmp_path):
+    """128x128 RGB -> y (8x8x48 int8), z (2x2x30 int8), scale codes (8x8x48 uint8) out of one
+    encoder design == IntegerModel; every output's frame interval within 5 % of the estimate."""
+    built, integer, timings = encoder_rtl
+    run_bench(CROP, built, integer, timings, tmp_path)
+
+
+def applied_folding(flows: dict, build: Path, folding_dir: Path) -> dict:
+    """Per transform and layer, every attribute the committed folding_config.json names
+    (PE, SIMD, REPLICAS, ram_style, mem_mode, ...) as this build's final folding has it;
+    asserts they are equal (the build *is* the 1080p30 one, layer by layer)."""
+    out = {}
+    for name, info in flows.items():
+        want = json.loads((folding_dir / name / "folding_config.json").read_text())
+        got = json.loads((build / name / "finn" / "kv260" / name / "folding_config.json").read_text())
+        want.pop("Defaults", None)
+        assert set(got) - {"Defaults"} == set(want), f"{name}: layers {sorted(set(got) ^ set(want))} differ"
+        for node, attrs in want.items():
+            for k, v in attrs.items():
+                assert got[node].get(k) == v, f"{name}/{node}.{k}: {got[node].get(k)!r} here, {v!r} in the 1080p30 build"
+        out[name] = want
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoder_rtl_1080p30_strip(verilator_env):
+    return build_bench(STRIP_1080P30)
+
+
+@pytest.mark.slow                    # 3 FINN flows at 1920 px + one Verilator build of the 1080p folding: ~15-20 min
+@pytest.mark.timeout(2700)           # over the suite's 900 s: build ~4-6 min, ~7 M simulated cycles at ~13 k/s
+def test_encoder_rtl_1080p30_strip(encoder_rtl_1080p30_strip, tmp_path):
+    """The 1080p30 KV260 encoder (its folding, 1920-px line buffers, memory styles) on 1920x128
+    strips: y (8x120x48), z (2x30x30), scale codes (8x120x48) == IntegerModel, back to back and
+    under random idle + back-pressure; every output's strip interval within 5 % of the estimate."""
+    built, integer, timings = encoder_rtl_1080p30_strip
+    folding = applied_folding(built["flows"], STRIP_1080P30.build, STRIP_1080P30.folding_dir)
+    (STRIP_1080P30.build / "folding_1080p30.json").write_text(json.dumps(folding, indent=1))
+    rep = run_bench(STRIP_1080P30, built, integer, timings, tmp_path)
+    # the strip is 128 of the frame's 1088 padded rows: the frame rate its measured interval implies
+    w, h = STRIP_1080P30.resolution
+    rows = (h + 63) // 64 * 64
+    ii = max(m["cycles_per_frame"] for m in rep["measured"].values())
+    rep["modeled_fps_1920x1088_200MHz"] = 200e6 / (ii * rows / STRIP_HW[0])
+    (STRIP_1080P30.build / "report.json").write_text(json.dumps(rep, indent=1))
