@@ -113,7 +113,7 @@ def test_gdn_rom_flips_match_golden(verilator_env, tmp_path):
     x = np.concatenate([real, ext]).astype(np.int8)                          # [px, C]
 
     # the flips, as (ROM image, line, bit) and as the parameter they change
-    i_g = 7                                          # the channel with the largest beta (~0.9 * 2**32) ...
+    i_g = int(np.argmax(p.beta))                     # the channel with the largest beta (~0.9 * 2**32) ...
     j_g = int(np.argmin(np.where(np.arange(c) == i_g, 2**20, p.gamma[i_g])))   # ... its smallest gamma
     assert p.gamma[i_g, j_g] < 2**15
     # pixels whose channel i_g is small while channel j_g is -128: with the flipped gamma the
@@ -123,7 +123,9 @@ def test_gdn_rom_flips_match_golden(verilator_env, tmp_path):
     probe[:, j_g] = -128
     probe[:, i_g] = [1, 2, 3, 5, -4, -9]
     x = np.concatenate([x, probe]).astype(np.int8)
-    i_b, i_s = 0, 17                                 # beta[0] ~ 2**30.4: bit 31 set -> ~2**31.7
+    i_s = 17 if i_g != 17 else 16
+    # the largest beta with bit 31 clear (another channel): setting bit 31 adds 2**31
+    i_b = int(np.argmax(np.where((p.beta < 2**31) & (np.arange(c) != i_g) & (np.arange(c) != i_s), p.beta, -1)))
     mh, _ = G.normalize(G.accumulate(x.astype(np.int64), p), p.variant, p.acc_bits)
     seg = np.bincount((mh >> 12).reshape(-1), minlength=64)
     k_lut = int(np.argmax(seg))                      # the LUT segment most inputs use
