@@ -206,7 +206,7 @@ def test_end_to_end_decoder_side_faults(im, rgb64):
     clean = res["clean"]["x"]
     hs, gs, ga, none = (t["images"]["x"] for t in res["trials"])
     assert hs["failed"] and "ContainerError" in hs["error"]
-    assert not gs["failed"] and gs["bytes"] == clean["bytes"] and gs["psnr"] < clean["psnr"] - 0.01
+    assert not gs["failed"] and gs["bytes"] == clean["bytes"] and gs["psnr"] < clean["psnr"]
     assert not ga["failed"] and ga["psnr"] != clean["psnr"]
     assert none == dict(clean, failed=False, act_flips=0, same_as_clean=True)
 
