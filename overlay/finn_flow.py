@@ -19,7 +19,8 @@ on the same input, so a step that changes the numbers fails at once (``verify=Tr
  8. ``to_hw``       — FINN's Infer* hardware layers, our GoldenThresholds (``golden``).
  9. ``specialize``  — our layers -> ``*_rtl``, FINN SpecializeLayers preferring RTL.
 10. fold: our FoldGDN, **FINN's step_target_fps_parallelization** (SetFolding,
-    ``report/auto_folding_config.json``), our FoldGDN/guards/memory styles, **FINN's
+    ``report/auto_folding_config.json``), our FoldGDN/guards/whole window-to-MVAU width
+    ratios/memory styles, **FINN's
     step_apply_folding_config** (a user's ``folding_config_file`` wins), our check that every
     PE/SIMD divides its channels; the final folding -> ``folding_config.json``.
 11. ``stitch_prep`` — InsertDWC, FIFOs (``fifo_depth``), RTL.
@@ -473,6 +474,101 @@ class GuardMVUOutputQueue(Transformation):
         return model, False
 
 
+class WindowToMVAUWholeRatio(Transformation):
+    """An MVAU fed by a sliding window whose SIMD neither divides nor is a multiple of the
+    window's gets the cheapest (SIMD, PE) that is one of those and still meets the target.
+
+    FINN's SetFolding folds the window and the MVAU each on its own; between them InsertDWC
+    then puts a width converter, and finn-rtllib's generic converter (``vpc.sv``, neither width
+    a multiple of the other) loses a cycle at every output whose fill overshoots, while FINN
+    counts converters 0 cycles. The KV260 1080p30 g_a had window SIMD 15 -> MVAU SIMD 125: its
+    120 -> 1000-bit converter delivered a word per 9.15 cycles instead of 8.33 and the whole
+    encoder ran 8.4 % over FINN's estimate (results/accel). A whole ratio is a wire or a pure
+    (de)serialiser, full rate. Cost: DSPs (finn-rtllib's lane packing, :func:`mvu_rtl_dsps`),
+    then FINN's LUT estimate; SIMD = MW is skipped where GuardMVUOutputQueue would undo it."""
+
+    def __init__(self, target_cycles: int, fpga_part: str):
+        super().__init__()
+        self.target, self.part = target_cycles, fpga_part
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type != "MVAU_rtl":
+                continue
+            src = model.find_producer(n.input[0])
+            if src is None or not src.op_type.startswith("ConvolutionInputGenerator"):
+                continue
+            swg = getCustomOp(src)
+            if swg.get_nodeattr("parallel_window"):
+                continue                   # whole-window beats: FINN sizes the MVAU SIMD to them
+            s = swg.get_nodeattr("SIMD")
+            op = getCustomOp(n)
+            mw, mh = op.get_nodeattr("MW"), op.get_nodeattr("MH")
+            simd, pe = op.get_nodeattr("SIMD"), op.get_nodeattr("PE")
+            if _whole_ratio(simd, s):
+                continue
+            best = None
+            for sd in (d for d in range(1, mw + 1) if mw % d == 0 and _whole_ratio(d, s)):
+                if sd == mw and sd > 1 and sd & (sd - 1):
+                    continue
+                for p in (d for d in range(1, mh + 1) if mh % d == 0):
+                    op.set_nodeattr("SIMD", sd)
+                    op.set_nodeattr("PE", p)
+                    if op.get_exp_cycles() <= self.target:
+                        cost = (mvu_rtl_dsps(op), op.lut_estimation(self.part), -sd)
+                        if best is None or cost < best[0]:
+                            best = (cost, sd, p)
+                        break              # larger PE at this SIMD: only dearer
+            sd, p = (best[1], best[2]) if best is not None else (simd, pe)   # none: keep FINN's
+            op.set_nodeattr("SIMD", sd)
+            op.set_nodeattr("PE", p)
+        return model, False
+
+
+def _whole_ratio(a: int, b: int) -> bool:
+    return max(a, b) % min(a, b) == 0
+
+
+class ElementwiseWholeRatio(Transformation):
+    """The same rule as :class:`WindowToMVAUWholeRatio` for the cheap layers: a thresholding,
+    depth-to-space or padding layer whose input stream and its producer's output stream are
+    not whole multiples gets the smallest PE/SIMD (dividing its channels, meeting the target)
+    that makes them so, preferring one that also fits its own consumer's input. The KV260
+    1080p30 g_s had MVAU PE 8 -> thresholds PE 3 -> depth-to-space SIMD 5: two generic
+    converters (168 -> 63, 24 -> 40 bit) that pass at most 0.8 and 0.71 of the beats FINN
+    assumes (``vpc.sv``'s capacity counter), 890 528 vs 737 280 cycles/strip (results/accel).
+    Layers in graph order (FINN keeps it topological), so a change is seen downstream."""
+
+    ATTR = {"Thresholding_rtl": "PE", "DepthToSpace_rtl": "SIMD", "FMPadding_rtl": "SIMD"}
+
+    def __init__(self, target_cycles: int):
+        super().__init__()
+        self.target = target_cycles
+
+    def apply(self, model):
+        for n in model.graph.node:
+            attr = self.ATTR.get(n.op_type)
+            src = model.find_producer(n.input[0]) if attr else None
+            if src is None or not src.domain.startswith("finn.custom_op.fpgadataflow"):
+                continue
+            op, pw = getCustomOp(n), getCustomOp(src).get_outstream_width()
+            if _whole_ratio(pw, op.get_instream_width()):
+                continue
+            dst = model.find_consumer(n.output[0])
+            dw = getCustomOp(dst).get_instream_width() if dst is not None and dst.domain.startswith(
+                "finn.custom_op.fpgadataflow") else None
+            keep, ok, fits_next = op.get_nodeattr(attr), [], []
+            c = op.get_nodeattr("NumChannels")
+            for d in (d for d in range(1, c + 1) if c % d == 0):
+                op.set_nodeattr(attr, d)
+                if _whole_ratio(pw, op.get_instream_width()) and op.get_exp_cycles() <= self.target:
+                    ok.append(d)
+                    if dw is None or _whole_ratio(op.get_outstream_width(), dw):
+                        fits_next.append(d)
+            op.set_nodeattr(attr, (fits_next or ok or [keep])[0])          # none: keep (a converter stays)
+        return model, False
+
+
 # ---- the flow ------------------------------------------------------------------------------
 class SetUniformFIFODepths(Transformation):
     """Every hardware layer's in/out FIFO depth = ``depth`` (then FINN's InsertFIFO puts a
@@ -752,7 +848,9 @@ def step_lic_fold(model, cfg):
     """After SetFolding: our GDN/DepthToSpace folding, the MVU output-queue guard, memory
     styles; then check that a user's folding config (applied next by FINN's
     step_apply_folding_config, so it wins) names only nodes and attributes of this graph."""
-    model = _apply(model, [FoldGDN(cfg._resolve_cycles_per_frame()), GuardMVUOutputQueue(), ShallowWeightsInLUTRAM(),
+    model = _apply(model, [FoldGDN(cfg._resolve_cycles_per_frame()), GuardMVUOutputQueue(),
+                           WindowToMVAUWholeRatio(cfg._resolve_cycles_per_frame(), cfg.fpga_part),
+                           ElementwiseWholeRatio(cfg._resolve_cycles_per_frame()), ShallowWeightsInLUTRAM(),
                            LineBufferMemory(finn_board(cfg.board_name)["uram"] > 0)])
     if cfg.folding_config_file is not None:
         check_folding_config_names(model, read_folding_config(cfg.folding_config_file), cfg.folding_config_file)
@@ -773,6 +871,14 @@ def step_lic_folding_config(model, cfg):
             if simd == mw and simd > 1 and simd & (simd - 1):
                 warn.append(f"{n.name}: SIMD = MW = {mw} (not a power of two): finn-plus 1.6.1's MVU output "
                             "queue can overflow under back-pressure (see GuardMVUOutputQueue)")
+    for n in model.graph.node:     # a user's PE/SIMD may re-open a slow converter (*WholeRatio above)
+        src = model.find_producer(n.input[0]) if n.domain.startswith("finn.custom_op.fpgadataflow") else None
+        if src is not None and src.domain.startswith("finn.custom_op.fpgadataflow"):
+            a, b = getCustomOp(src).get_outstream_width(), getCustomOp(n).get_instream_width()
+            if not _whole_ratio(a, b):
+                warn.append(f"{src.name} -> {n.name}: streams of {a} and {b} bits (neither a multiple of the other): "
+                            "finn-rtllib's generic width converter between them runs slower than FINN's estimate "
+                            "(see WindowToMVAUWholeRatio)")
     _state(cfg)["report"]["folding_warnings"] = warn
     extract_model_config_to_json(model, Path(cfg.output_dir) / "folding_config.json", FOLDING_ATTRS)
     return model
@@ -1126,6 +1232,8 @@ def main(argv=None):
                 print(f"  {s['step']:14s} equal={s.get('equal_fraction', '-')} golden={s.get('equal_to_golden', '-')}")
             for n, c in r["cycles_per_layer"].items():
                 print(f"  {n:40s} {c:>9d} cycles  {r['folding'].get(n, {})}")
+            for w in r.get("folding_warnings", []):        # a user's folding config we would not have chosen
+                print(f"warning: {w}", file=sys.stderr)
     # one summary table (FINN estimates, not synthesis) beside the per-transform reports
     lines = ["| transform | board | layers | max cycles/frame | est. fps (export) | est. fps at resolution | LUT | DSP | BRAM18 | thresholds proven |",
              "|---|---|---|---|---|---|---|---|---|---|"]
