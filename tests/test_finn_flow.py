@@ -251,6 +251,8 @@ def test_finn_flow_hyper_and_synthesis_transforms(transform, tmp_path):
             assert s["equal_fraction"] >= 0.99 and s["max_abs_diff"] <= 2 * lsb * (1 + 1e-6), s
             assert s["equal_to_golden"] >= 0.99, s
         assert verified[-1]["step"] == "to_hw" and verified[-1]["equal_to_golden"] == 1.0, verified[-1]
+        # every stream edge a whole width ratio (no generic width converter: *WholeRatio in the fold step)
+        assert r["folding_warnings"] == [], r["folding_warnings"]
         nodes = r["steps"][-1]["nodes"]
         assert r["non_hw_nodes"] == [] and all(n.endswith("_rtl") for n in nodes), nodes
         n_deconv = {"h_a": 0, "h_s": 2, "g_s": 4}[transform]
@@ -270,6 +272,47 @@ def test_finn_flow_hyper_and_synthesis_transforms(transform, tmp_path):
             ip = tmp_path / "build" / r["board"] / transform / "ip" / "DepthToSpace_rtl_0"
             assert (ip / "depth_to_space_axis.sv").is_file()
             assert "depth_to_space_axis #(" in (ip / "DepthToSpace_rtl_0_wrapper.v").read_text()
+
+
+def test_elementwise_layers_get_whole_stream_ratios():
+    """ElementwiseWholeRatio on the KV260 1080p30 g_s chain that ran 20.8 % slow: a producer of
+    8 channels a beat (the MVAU, PE 8) -> thresholds PE 3 -> depth-to-space SIMD 5 (24 -> 40 and
+    64 -> 24 bit: generic converters). The thresholds get the smallest PE whole with both
+    neighbours that meets the target (40 for SIMD 5, 24 for SIMD 3); an edge already whole and
+    a layer with no hardware producer stay as they are."""
+    out = run_finn(r'''
+import json
+from onnx import TensorProto, helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
+from qonnx.util.basic import qonnx_make_model
+from licfpga.overlay.finn_flow import ElementwiseWholeRatio
+H = W = 8
+def thr(name, i, o, pe, idt):
+    return helper.make_node("Thresholding_rtl", [i, name + "_T"], [o], name=name, domain="finn.custom_op.fpgadataflow.rtl",
+                            NumChannels=120, PE=pe, numSteps=255, inputDataType=idt, weightDataType=idt,
+                            outputDataType="UINT8", numInputVectors=[1, H, W], ActVal=0)
+def build(d2s_simd, t1_pe=3, producer=True):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, H, W, 120])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2 * H, 2 * W, 30])
+    nodes = ([thr("T0", "x", "a", 8, "INT21")] if producer else [helper.make_node("Relu", ["x"], ["a"], name="R")]) + [
+             thr("T1", "a", "b", t1_pe, "UINT8"),
+             helper.make_node("DepthToSpace_rtl", ["b"], ["y"], name="D", domain="finn.custom_op.fpgadataflow.rtl",
+                              NumChannels=30, BlockSize=2, numInputVectors=[1, H, W], SIMD=d2s_simd, dataType="UINT8")]
+    return ModelWrapper(qonnx_make_model(helper.make_graph(nodes, "g", [x], [y])))
+res = {}
+for key, d2s, pe, prod in (("d2s_5", 5, 3, True), ("d2s_3", 3, 3, True), ("already_whole", 5, 4, True),
+                           ("no_hw_producer", 5, 3, False)):
+    m = build(d2s, pe, prod).transform(ElementwiseWholeRatio(120 // 3 * H * W))    # the target PE 3 meets
+    res[key] = {n.name: getCustomOp(n).get_nodeattr("PE" if n.op_type.startswith("Thr") else "SIMD")
+                for n in m.graph.node if n.op_type != "Relu"}
+print(json.dumps(res))
+''')
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["d2s_5"] == {"T0": 8, "T1": 40, "D": 5}                  # 8 | 40 and 5 | 40
+    assert r["d2s_3"] == {"T0": 8, "T1": 24, "D": 3}
+    assert r["already_whole"] == {"T0": 8, "T1": 4, "D": 5}           # 8 -> 4 is a pure serialiser: kept
+    assert r["no_hw_producer"] == {"T1": 3, "D": 6}                   # T1 kept; D then whole with it
 
 
 def test_subpixel_deconv_rewrite_alone():
