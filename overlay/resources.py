@@ -514,7 +514,7 @@ def render(reports: list[dict], inputs: dict) -> str:
          "`inputs_1080p30.json` (node attributes of that build and of the CI g_a build, written by `--extract`",
          "in `.venv-finn`). Method and sources: `overlay/resources.py`; summary: docs/hardware-flow.md,",
          "\"Resources: what is counted\". The node attributes are the KV260 build's (`make finn-build`, the",
-         "flow of commit 7581cb5's summaries: same per-transform LUT/DSP); ZCU102 uses them too: folding and",
+         "build of the committed summaries: same per-transform LUT/DSP); ZCU102 uses them too: folding and",
          "MVAU memories do not depend on the board, only the line-buffer styles do (no URAM), and those are",
          "in ZCU102's own FINN summary.", "",
          "**Four designs, all modeled at 1080p30.** The format-1 overlays hold one transform each (g_a; g_s).",
