@@ -83,6 +83,60 @@ def test_mvau_logic_plus_weights_is_finn_hls_estimate(inputs):
     assert n_checked == 14
 
 
+def _plain_adder_tree(n: int, w: int, signed: bool) -> str:
+    """add_multi.sv's tree written out in plain Verilog (Yosys 0.23 cannot read finn-rtllib):
+    heap order, node i the sum of nodes 2i+1 and 2i+2, every node registered, each as wide
+    as mvu_pkg's sumwidth of the leaves below it (leaves: w bits, or [-1, 1] if signed)."""
+    load = [0] * (n - 1) + [1] * n
+    for i in range(n - 2, -1, -1):
+        load[i] = load[2 * i + 1] + load[2 * i + 2]
+    width = [(2 * k).bit_length() + 1 if signed else (k - 1).bit_length() + w for k in load]   # clog2(k) + w
+    sg = "signed " if signed else ""
+    v = [f"module tree(input clk, input [{n * w - 1}:0] a, output [{width[0] - 1}:0] s);"]
+    v += [f"  wire {sg}[{width[i] - 1}:0] t{i};" for i in range(2 * n - 1)]
+    v += [f"  assign t{i} = a[{(i - n + 1) * w}+:{w}];" for i in range(n - 1, 2 * n - 1)]
+    v += [f"  reg {sg}[{width[i] - 1}:0] r{i}; always @(posedge clk) r{i} <= t{2 * i + 1} + t{2 * i + 2};"
+          f" assign t{i} = r{i};" for i in range(n - 1)]
+    return "\n".join(v + ["  assign s = t0;", "endmodule", ""])
+
+
+@pytest.mark.parametrize("n, w, signed", [(5, 18, False), (8, 23, False), (75, 18, False), (16, 2, True)])
+def test_add_multi_luts_is_yosys_on_the_same_tree(tmp_path, n, w, signed):
+    """One LUT per sum bit but the carry out, as Yosys synth_xilinx maps the tree."""
+    require(shutil.which("yosys"), "Debian yosys (make yosys)")
+    (tmp_path / "tree.v").write_text(_plain_adder_tree(n, w, signed))
+    r = subprocess.run(["yosys", "-q", "-p", "read_verilog tree.v; synth_xilinx -family xcup -top tree; "
+                        "tee -o stat.txt stat"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-1000:]
+    luts = sum(int(m) for m in re.findall(r"^\s+LUT[1-6]\s+(\d+)\s*$", (tmp_path / "stat.txt").read_text(), re.M))
+    ours = R.add_multi_luts(n, 2, -1, 1) if signed else R.add_multi_luts(n, w)
+    assert abs(ours - luts) <= 0.03 * luts, (ours, luts)     # dropping the carry-out rule is 4-8 % off
+
+
+def test_rtl_mvu_lanes_agree_with_the_planner():
+    """mvu.sv's lane count (2 int8 PEs per DSP48E2, 4 for 4-bit) is the planner's MACs/DSP."""
+    from licfpga.overlay.costmodel import mvu_lanes
+    for w in range(2, 13):
+        for a in range(2, 13):
+            lanes = R.rtl_mvu_lanes(w, a)
+            assert len(lanes) == mvu_lanes(w, a), (w, a)
+            assert all(lw >= w + a - 1 for lw in lanes[:-1])                # no cross-lane overflow beyond +-1
+    assert len(R.rtl_mvu_lanes(8, 8)) == 2 and len(R.rtl_mvu_lanes(4, 4)) == 4
+
+
+def test_rtl_mvu_fabric_luts_by_hand():
+    """Counted by hand from mvu.sv, int8 x int8 on DSP48E2, ACCU_WIDTH 17: lane 0 is 18 bit
+    (15 + the 3 slack bits of the 27-bit A port), lane 1 ACCU_WIDTH = 17 wide. PE 2, SIMD 2:
+    one DSP column, trees over 2 leaves 19 - 1 and 18 - 1 LUTs, no overflow tree (17 <= 18),
+    lane totals 2 x 17, canaries 2 SIMD x 1 extra PE x 5: 18 + 17 + 34 + 10 = 79. PE 1: only
+    the top lane is built (PE_REM): 17 + 17 = 34."""
+    assert R.rtl_mvu_lanes(8, 8)[0] == 18
+    assert R.rtl_mvu_fabric_luts(2, 2, 8, 8, 17) == 79
+    assert R.rtl_mvu_fabric_luts(1, 2, 8, 8, 17) == 34
+    assert R.rtl_mvu_fabric_luts(3, 2, 8, 8, 17) == 79 + 34 and R.rtl_mvu_fabric_luts(4, 2, 8, 8, 17) == 2 * 79
+    assert R.rtl_mvu_fabric_luts(2, 4, 8, 8, 17) > R.rtl_mvu_fabric_luts(2, 2, 8, 8, 17)
+
+
 def test_threshold_comparators():
     assert R.threshold_comparator_luts(3, 21) == 63
 

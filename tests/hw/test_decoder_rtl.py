@@ -29,7 +29,8 @@ import numpy as np
 import pytest
 from cocotb_util import run_cocotb
 from test_encoder_rtl import (ROOT, SIZE, STRIP_HW, TARGET_CYCLES, Bench, applied_folding, assert_memories_loaded,
-                              build_side, check_flows_and_files, crops, strips, write_report)
+                              assert_mvu_dsp_columns,
+                              FRAME_HW, build_side, check_flows_and_files, crops, frames, strips, write_report)
 
 BUILD = Path(__file__).resolve().parent / "sim_build" / "decoder"
 N_FREE = 3
@@ -148,6 +149,10 @@ CROP = Bench(BUILD, (SIZE, SIZE), TARGET_CYCLES, None, None, FIFO_DEPTH, N_FREE,
 # the 1080p30 KV260 build of h_s and g_s on 1920x128 strips (as test_encoder_rtl.STRIP_1080P30)
 STRIP_1080P30 = Bench(BUILD.parent / "decoder_1080p30_strip", STRIP_HW, None, (1920, 1080),
                       ROOT / "results" / "finn" / "kv260", STRIP_FIFO_DEPTH, 2, 1, lambda n: strips(n, *STRIP_HW))
+# the same build on the latents of two whole 1920x1088 frames (test_encoder_rtl.FRAME_1080P30):
+# ~15 M simulated cycles, run once by hand (LICFPGA_RTL_1080P_FRAME=1), results/accel/
+FRAME_1080P30 = Bench(BUILD.parent / "decoder_1080p30_frame", FRAME_HW, None, (1920, 1080),
+                      ROOT / "results" / "finn" / "kv260", STRIP_FIFO_DEPTH, 2, 0, lambda n: frames(n, *FRAME_HW))
 
 
 def build_bench(b: Bench):
@@ -237,9 +242,27 @@ def test_decoder_rtl_1080p30_strip(decoder_rtl_1080p30_strip, tmp_path):
     built, integer, timings = decoder_rtl_1080p30_strip
     folding = applied_folding(built["flows"], STRIP_1080P30.build, STRIP_1080P30.folding_dir)
     (STRIP_1080P30.build / "folding_1080p30.json").write_text(json.dumps(folding, indent=1))
+    assert_mvu_dsp_columns(STRIP_1080P30.build / "verilator", folding)
     rep = run_bench(STRIP_1080P30, built, integer, timings, tmp_path)
     w, h = STRIP_1080P30.resolution
     rows = (h + 63) // 64 * 64
     ii = rep["measured"]["design"]["cycles_per_frame"]
     rep["modeled_fps_1920x1088_200MHz"] = 200e6 / (ii * rows / STRIP_HW[0])
     (STRIP_1080P30.build / "report.json").write_text(json.dumps(rep, indent=1))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(5400)           # FINN flows at 1088x1920, Verilator build, ~15 M simulated cycles
+@pytest.mark.skipif(os.environ.get("LICFPGA_RTL_1080P_FRAME") != "1",
+                    reason="two whole 1920x1088 frames take ~25 min; LICFPGA_RTL_1080P_FRAME=1 runs it")
+def test_decoder_rtl_1080p30_frame(verilator_env, tmp_path):
+    """The 1080p30 KV260 decoder on the latents of two whole 1920x1088 frames back to back:
+    scale codes and RGB bit-exact (asserted in the bench), each pipeline's frame interval within
+    5 % of its estimate (run_bench), fps at 200 MHz from the measured cycles per frame."""
+    built, integer, timings = build_bench(FRAME_1080P30)
+    folding = applied_folding(built["flows"], FRAME_1080P30.build, FRAME_1080P30.folding_dir)
+    rep = run_bench(FRAME_1080P30, built, integer, timings, tmp_path)
+    assert_mvu_dsp_columns(FRAME_1080P30.build / "verilator", folding)
+    rep["fps_200MHz"] = 200e6 / rep["measured"]["design"]["cycles_per_frame"]
+    (FRAME_1080P30.build / "report.json").write_text(json.dumps(rep, indent=1))
+    assert rep["bit_exact_frames"] == 2

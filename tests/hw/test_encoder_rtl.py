@@ -231,6 +231,34 @@ def check_flows_and_files(flows: dict, accel: dict):
         assert accel["renames"][name] and all(v == f"{name}_{k}" for k, v in accel["renames"][name].items())
 
 
+def assert_mvu_dsp_columns(verilator_dir: Path, folding: dict) -> int:
+    """The elaborated RTL (Verilator, the files Vivado gets) has, in every MVAU_rtl, the DSP
+    columns overlay/resources.py counts: ceil(PE / lanes) mvu.sv pipes of ``lanes`` packed
+    PEs (2 for int8 x int8 on DSP48E2), each pipe one DSP per SIMD element. FINN's own DSP
+    estimate assumes 4 lanes. Returns the DSPs of all MVAUs."""
+    import math
+    import re
+
+    from licfpga.overlay.costmodel import ABITS, WBITS
+    from licfpga.overlay.resources import rtl_mvu_lanes
+
+    text = "".join(f.read_text(errors="replace") for f in sorted(verilator_dir.glob("*.h")))
+    lanes = len(rtl_mvu_lanes(WBITS, ABITS))
+    dsps = 0
+    for t, layers in folding.items():
+        for name, f in layers.items():
+            if not name.startswith("MVAU_rtl"):
+                continue
+            core = rf"{t}_{name}__DOT__inst__DOT__blkDsp__DOT__genSoftVec__DOT__core__DOT__genPipes__BRA__"
+            pipes = set(re.findall(core + r"(\d+)__KET__", text))
+            used = set(re.findall(core + r"0__KET____DOT__genLanes__BRA__(\d+)__KET__", text))
+            # a pipe's PEs sit in its top lanes; the empty low lanes (PE_REM) elaborate to nothing
+            assert len(pipes) == math.ceil(f["PE"] / lanes) and len(used) == min(lanes, f["PE"]), (t, name, pipes, used)
+            dsps += len(pipes) * f["SIMD"]
+    assert dsps > 0, "no MVAU_rtl found in the Verilator model"
+    return dsps
+
+
 def assert_memories_loaded(log: Path):
     """Verilator only warns when a $readmemh file is missing (weights / thresholds then read
     as zeros): a failure here."""
@@ -455,6 +483,7 @@ def test_encoder_rtl_1080p30_strip(encoder_rtl_1080p30_strip):
     estimate)."""
     rep = encoder_rtl_1080p30_strip
     assert rep["bit_exact_frames"] == STRIP_1080P30.n_free + STRIP_1080P30.n_bp
+    assert_mvu_dsp_columns(STRIP_1080P30.build / "verilator", rep["folding"])
     est = rep["est_cycles_per_frame"]
     for p, m in rep["measured"].items():
         v = m["intervals"]
@@ -482,6 +511,7 @@ def test_encoder_rtl_1080p30_frame(verilator_env, tmp_path_factory):
     built, integer, timings = build_bench(FRAME_1080P30)
     applied_folding(built["flows"], FRAME_1080P30.build, FRAME_1080P30.folding_dir)
     rep = run_bench(FRAME_1080P30, built, integer, timings, tmp_path_factory.mktemp("frame"), check_cycles=False)
+    assert_mvu_dsp_columns(FRAME_1080P30.build / "verilator", rep["folding"])
     ii = max(m["cycles_per_frame"] for m in rep["measured"].values())
     rep["fps_200MHz"] = 200e6 / ii
     (FRAME_1080P30.build / "report.json").write_text(json.dumps(rep, indent=1))
