@@ -18,8 +18,8 @@ What the FINN summary leaves out and this module adds, one function per item:
    estimator (FINN-R, ``matrixvectoractivation_hls.py``) with ``resType = dsp`` (multipliers
    in DSPs): ``300 + 1.1 * PE * (adder tree + accumulator)``. Beside it,
    :func:`rtl_mvu_fabric_luts` counts the RTL MVU from its structure: on DSP48E2, mvu.sv
-   packs 2 int8 PEs per DSP and sums over SIMD in fabric (add_multi.sv trees), which is most
-   of FINN's HLS figure (the two agree within ~15 % per transform); the totals are given with both. :func:`threshold_comparator_luts` -- FINN's
+   packs 2 int8 PEs per DSP and sums over SIMD in fabric (add_multi.sv trees): about two
+   thirds of FINN's HLS figure for g_a and g_s; the totals are given with both. :func:`threshold_comparator_luts` -- FINN's
    Thresholding_rtl estimate counts only the threshold memory; the comparators are FINN's
    HLS estimator's ``A * PE``. (Yosys on finn-rtllib was tried: Debian 0.23 and PyPI
    yowasp 0.70 both stop at the ``int unsigned`` parameter ports of mvu.sv / thresholding.sv.)
@@ -54,6 +54,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .boards import load_board
+from .costmodel import mvu_lanes
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUTS = ROOT / "results" / "resources" / "inputs_1080p30.json"
@@ -163,22 +164,23 @@ def add_multi_luts(n: int, arg_bits: int, lo: int = 0, hi: int = 0) -> int:
     return sum(_sumwidth(load[i], arg_bits, lo, hi) - 1 for i in range(n - 1))
 
 
-def rtl_mvu_lanes(w: int, a: int, narrow: bool = False) -> list[int]:
+def rtl_mvu_lanes(w: int, a: int, acc: int) -> list[int]:
     """mvu.sv's lane slicing on DSP48E2: the low-part width of each packed PE lane
-    (``lo_width``; NUM_LANES = 1 + (27 - !NARROW - W) / (W + A - 1); the slack bits go to
-    the right lanes; the last lane is ACCU_WIDTH wide, filled in by the caller)."""
-    mlw = w + a - 1
-    n = 1 if w >= DSP48E2_A_BITS else 1 + (DSP48E2_A_BITS - (not narrow) - w) // mlw
-    slack = DSP48E2_A_BITS - ((not narrow) + w + (n - 1) * mlw)
+    (``lo_width``). The lane count is costmodel.mvu_lanes (the planner's, mvu.sv's NUM_LANES,
+    narrow weights not assumed); the slack bits of the 27-bit A port go to the right lanes; the
+    last lane is ACCU_WIDTH wide, capped by the 48-bit P port."""
+    mlw, n = w + a - 1, mvu_lanes(w, a)
+    slack = DSP48E2_A_BITS - (1 + w + (n - 1) * mlw)
     offs = [0]
     for i in range(1, n):
         extra = (slack + (n - 1 - i)) // (n - i)
         offs.append(offs[-1] + mlw + extra)
         slack -= extra
-    return [offs[i + 1] - offs[i] for i in range(n - 1)] + [-1]
+    offs.append(min(offs[-1] + acc, DSP48E2_P_BITS))
+    return [offs[i + 1] - offs[i] for i in range(n)]
 
 
-def rtl_mvu_fabric_luts(pe: int, simd: int, w: int, a: int, acc: int, narrow: bool = False) -> int:
+def rtl_mvu_fabric_luts(pe: int, simd: int, w: int, a: int, acc: int) -> int:
     """Structural LUT count of mvu.sv's fabric logic at one MVAU's parameters, per DSP column
     (ceil(PE / lanes) of them; a column's PEs sit in its top lanes, the empty low lanes get no
     logic, ``PE_REM``): every used lane's low-part adder tree over SIMD, its cross-lane overflow
@@ -187,8 +189,7 @@ def rtl_mvu_fabric_luts(pe: int, simd: int, w: int, a: int, acc: int, narrow: bo
     the activation replay buffer, input registers, control (FFs, a few LUTs). One LUT per
     adder bit: Vivado may build some pairs as ternary adders, so the trees can be up to a
     third high; no synthesis here to say which."""
-    lanes = rtl_mvu_lanes(w, a, narrow)
-    lanes[-1] = min(sum(lanes[:-1]) + acc, DSP48E2_P_BITS) - sum(lanes[:-1])
+    lanes = rtl_mvu_lanes(w, a, acc)
     n = len(lanes)
     total = 0
     for c in range(math.ceil(pe / n)):

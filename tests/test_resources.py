@@ -113,15 +113,19 @@ def test_add_multi_luts_is_yosys_on_the_same_tree(tmp_path, n, w, signed):
     assert abs(ours - luts) <= 0.03 * luts, (ours, luts)     # dropping the carry-out rule is 4-8 % off
 
 
-def test_rtl_mvu_lanes_agree_with_the_planner():
-    """mvu.sv's lane count (2 int8 PEs per DSP48E2, 4 for 4-bit) is the planner's MACs/DSP."""
-    from licfpga.overlay.costmodel import mvu_lanes
+def test_rtl_mvu_lanes_fit_the_dsp():
+    """mvu.sv's lane slicing: every lane but the last holds a full W x A product (cross-lane
+    overflow confined to +-1), the low lanes fit the 27-bit A port beside the top weight and
+    its sign bit, the last lane is ACCU_WIDTH wide up to the 48-bit P port; 2 int8 lanes per
+    DSP48E2, 4 at 4 bit (mvu_vvu_axi.sv's header)."""
     for w in range(2, 13):
         for a in range(2, 13):
-            lanes = R.rtl_mvu_lanes(w, a)
-            assert len(lanes) == mvu_lanes(w, a), (w, a)
-            assert all(lw >= w + a - 1 for lw in lanes[:-1])                # no cross-lane overflow beyond +-1
-    assert len(R.rtl_mvu_lanes(8, 8)) == 2 and len(R.rtl_mvu_lanes(4, 4)) == 4
+            lanes = R.rtl_mvu_lanes(w, a, 20)
+            assert all(lw >= w + a - 1 for lw in lanes[:-1]), (w, a, lanes)
+            assert sum(lanes[:-1]) + 1 + w <= R.DSP48E2_A_BITS, (w, a, lanes)
+            assert lanes[-1] == min(20, R.DSP48E2_P_BITS - sum(lanes[:-1])), (w, a, lanes)
+    assert len(R.rtl_mvu_lanes(8, 8, 20)) == 2 and len(R.rtl_mvu_lanes(4, 4, 20)) == 4
+    assert R.rtl_mvu_lanes(8, 8, 40) == [18, 30]                          # the top lane ends at P bit 48
 
 
 def test_rtl_mvu_fabric_luts_by_hand():
@@ -130,7 +134,7 @@ def test_rtl_mvu_fabric_luts_by_hand():
     one DSP column, trees over 2 leaves 19 - 1 and 18 - 1 LUTs, no overflow tree (17 <= 18),
     lane totals 2 x 17, canaries 2 SIMD x 1 extra PE x 5: 18 + 17 + 34 + 10 = 79. PE 1: only
     the top lane is built (PE_REM): 17 + 17 = 34."""
-    assert R.rtl_mvu_lanes(8, 8)[0] == 18
+    assert R.rtl_mvu_lanes(8, 8, 17) == [18, 17]
     assert R.rtl_mvu_fabric_luts(2, 2, 8, 8, 17) == 79
     assert R.rtl_mvu_fabric_luts(1, 2, 8, 8, 17) == 34
     assert R.rtl_mvu_fabric_luts(3, 2, 8, 8, 17) == 79 + 34 and R.rtl_mvu_fabric_luts(4, 2, 8, 8, 17) == 2 * 79

@@ -239,11 +239,9 @@ def assert_mvu_dsp_columns(verilator_dir: Path, folding: dict) -> int:
     import math
     import re
 
-    from licfpga.overlay.costmodel import ABITS, WBITS
-    from licfpga.overlay.resources import rtl_mvu_lanes
+    from licfpga.overlay.costmodel import MVU_LANES as lanes
 
     text = "".join(f.read_text(errors="replace") for f in sorted(verilator_dir.glob("*.h")))
-    lanes = len(rtl_mvu_lanes(WBITS, ABITS))
     dsps = 0
     for t, layers in folding.items():
         for name, f in layers.items():
